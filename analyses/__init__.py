@@ -1,0 +1,1 @@
+"""Analyses: frozen specs -> results (tables + Plotly figures). No Streamlit here."""

@@ -1,0 +1,12 @@
+"""Imports every analysis module so that each registers its spec kind.
+
+Extra modules (plugins, or test doubles for the job machinery) can be named, comma-separated, in
+WORKBENCH_EXTRA_ANALYSES; worker processes import them too.
+"""
+import importlib
+import os
+
+from . import model_check, prompt  # noqa: F401
+
+for _name in filter(None, os.environ.get("WORKBENCH_EXTRA_ANALYSES", "").split(",")):
+    importlib.import_module(_name.strip())

@@ -1,0 +1,104 @@
+"""The services an analysis runs against, bundled once per process (server, worker or CLI)."""
+from __future__ import annotations
+
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable
+
+from compute.activations import ActivationCache
+from compute.errors import BadInput
+from compute.jobs import JobManager
+from compute.models import LoadedModel, ModelRegistry
+from compute.results import ResultCache
+from compute.settings import Settings, load_settings
+from compute.specs import result_key
+from compute.store import JobRecord, Store
+
+from .base import ANALYSES, Result, Spec, spec_from_dict
+
+Progress = Callable[[float, str], None]
+MAX_WORKER_THREADS = 2
+
+
+@dataclass
+class RunContext:
+    workbench: "Workbench"
+    progress: Progress
+
+    def model(self, model_id: str) -> LoadedModel:
+        return self.workbench.models.get(model_id)
+
+
+@dataclass
+class RunOutcome:
+    spec: Spec
+    spec_hash: str
+    result: Result
+    cached: bool
+    seconds: float
+    result_key: str
+
+
+class Workbench:
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or load_settings()
+        self.store = Store(self.settings.store_path)
+        self.models = ModelRegistry(self.settings)
+        self.results = ResultCache(self.settings.results_dir)
+        self.activations = ActivationCache(self.settings.activations_dir)
+        self.jobs = JobManager(self.settings, self.store, worker_module="analyses.worker")
+
+    def startup(self) -> None:
+        """Server start: sweep half-written results and mark orphaned jobs failed."""
+        self.results.sweep_partial(older_than_s=60)
+        self.jobs.reap()
+
+    def result_key(self, spec: Spec) -> str:
+        return result_key(spec.hash, self.models.fingerprint(spec.model))
+
+    def cached(self, spec: Spec) -> Result | None:
+        path = self.results.get(self.result_key(spec))
+        return Result.load(path) if path else None
+
+    def run(self, spec: Spec | dict, progress: Progress | None = None, force: bool = False) -> RunOutcome:
+        if isinstance(spec, dict):
+            spec = spec_from_dict(spec)
+        spec.validate()
+        t0 = time.perf_counter()
+        h = self.store.put_spec(spec.to_dict())
+        key = self.result_key(spec)
+        if not force:
+            path = self.results.get(key)
+            if path is not None:
+                return RunOutcome(spec, h, Result.load(path), True, time.perf_counter() - t0, key)
+        analysis = ANALYSES.get(spec.KIND)
+        if analysis is None:
+            raise BadInput(f"unknown analysis kind '{spec.KIND}'")
+        lm = self.models.get(spec.model)
+        lock = self.models.device_lock(lm.device) if lm.device.startswith("cuda") else nullcontext()
+        with lock:
+            result = analysis.run(spec, RunContext(self, progress or (lambda f, m="": None)))
+        self.results.put(key, result.save)
+        return RunOutcome(spec, h, result, False, time.perf_counter() - t0, key)
+
+    def submit(self, spec: Spec) -> JobRecord:
+        spec.validate()
+        self.models.resolve(spec.model)  # an unknown model fails now, not in the worker
+        return self.jobs.submit(spec.to_dict(), title=spec.describe())
+
+    def load_shared(self, spec_hash_: str) -> Spec:
+        data = self.store.get_spec(spec_hash_)
+        if data is None:
+            raise BadInput(f"no analysis is stored under '{spec_hash_}' on this server (the link may come "
+                           f"from another deployment)")
+        return spec_from_dict(data)
+
+
+def configure_threads() -> None:
+    """Keep torch to the cores we were given (the default oversubscribes small machines)."""
+    import torch
+
+    n = int(os.environ.get("WORKBENCH_THREADS", "0")) or min(MAX_WORKER_THREADS, os.cpu_count() or 1)
+    torch.set_num_threads(n)

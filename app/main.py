@@ -1,0 +1,42 @@
+"""Entry point: `streamlit run app/main.py` (or `workbench serve`). Navigation and the shared model picker."""
+from __future__ import annotations
+
+import streamlit as st
+
+from app import urlstate
+from app.services import workbench
+from compute.models import DEFAULT_MODEL, list_models
+
+st.set_page_config(page_title="Interpretability workbench", page_icon=":material/biotech:", layout="wide")
+
+PAGES = {
+    # The default page is served at the root URL; share links to it use "/".
+    "models": st.Page("views/models.py", title="Models", icon=":material/memory:", default=True),
+    "jobs": st.Page("views/jobs.py", title="Jobs & exports", icon=":material/pending_actions:", url_path="jobs"),
+}
+nav = st.navigation(list(PAGES.values()), position="top")
+
+# Readable links may name the page in the query (?page=jobs&job=...); send them there.
+wanted = st.query_params.get("page")
+if wanted in PAGES and nav.url_path != PAGES[wanted].url_path:
+    rest = {k: v for k, v in st.query_params.to_dict().items() if k != "page"}
+    st.switch_page(PAGES[wanted], query_params=rest)
+
+wb = workbench()
+shared, shared_error = urlstate.shared_spec(wb)
+if shared_error:
+    st.error(shared_error, icon="🔗")
+
+with st.sidebar:
+    st.header("Model")
+    known = [m.id for m in list_models(wb.settings)]
+    urlstate.init_from_url("model", "model", DEFAULT_MODEL)
+    if st.session_state.get("model") not in known:
+        known.append(st.session_state["model"])
+    st.selectbox("Model", known, key="model", accept_new_options=True,
+                 help="A zoo model, a TransformerLens name (needs the weights in the local Hugging Face cache "
+                      "or internet), or the path of a local Hugging Face model folder.")
+    st.caption(f"device: {wb.settings.device or ('cuda' if __import__('torch').cuda.is_available() else 'cpu')} · "
+               f"loaded: {', '.join(k[0] for k in wb.models.loaded_keys()) or 'none'}")
+
+nav.run()

@@ -1,0 +1,71 @@
+"""Share links: the page and a spec hash (plus readable ids) in the URL, the spec itself in the store."""
+from __future__ import annotations
+
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import streamlit as st
+
+
+def base_url() -> str:
+    """scheme://host[:port][/baseUrlPath] of the running app, or '' when unknown (AppTest)."""
+    try:
+        url = st.context.url
+    except Exception:  # noqa: BLE001 - outside a browser session
+        url = None
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    base_path = (st.get_option("server.baseUrlPath") or "").strip("/")
+    return urlunsplit((parts.scheme, parts.netloc, f"/{base_path}" if base_path else "", "", ""))
+
+
+def share_link(url_path: str, **params) -> str:
+    """A link to a page ("" for the default page, which Streamlit serves at the root) with its state."""
+    query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
+    return f"{base_url()}/{url_path}?{query}"
+
+
+def set_params(**params) -> None:
+    """Mirror the current analysis into the address bar, so reloading or bookmarking restores it."""
+    for k, v in params.items():
+        if v in (None, ""):
+            st.query_params.pop(k, None)
+        elif st.query_params.get(k) != str(v):
+            st.query_params[k] = str(v)
+
+
+def init_from_url(key: str, param: str, default=None, cast=str):
+    """Seed a widget's session-state value from the URL once per session (the URL wins on arrival)."""
+    seeded = st.session_state.setdefault("_seeded_from_url", set())
+    if key not in seeded:
+        seeded.add(key)
+        raw = st.query_params.get(param)
+        if raw is not None:
+            try:
+                st.session_state[key] = cast(raw)
+                return
+            except (TypeError, ValueError):
+                pass
+        if default is not None and key not in st.session_state:
+            st.session_state[key] = default
+
+
+def shared_spec(wb):
+    """The spec behind `?a=<hash>`, loaded once per hash; its model becomes the picked model.
+
+    Returns (spec or None, error message or None).
+    """
+    h = st.query_params.get("a")
+    if not h:
+        return None, None
+    cache = st.session_state.setdefault("_shared_specs", {})
+    if h not in cache:
+        try:
+            spec = wb.load_shared(h)
+            cache[h] = (spec, None)
+            st.session_state["model"] = spec.model
+            st.session_state["_seeded_from_url"] = st.session_state.get("_seeded_from_url", set()) | {"model"}
+            st.session_state["_apply_shared"] = h  # the page fills its widgets from this spec once
+        except Exception as e:  # noqa: BLE001 - shown on the page
+            cache[h] = (None, str(e))
+    return cache[h]

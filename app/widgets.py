@@ -1,0 +1,63 @@
+"""Widgets shared by every page: figures with downloads, batch export, share link, error display."""
+from __future__ import annotations
+
+import tempfile
+import traceback
+from pathlib import Path
+
+import streamlit as st
+
+from analyses.base import Result
+from compute.errors import WorkbenchError
+from compute.export import figure_bytes, find_browser, table_bytes, write_bundle, zip_dir
+
+PLOTLY_CONFIG = {"displaylogo": False, "showSendToCloud": False,
+                 "toImageButtonOptions": {"format": "svg", "scale": 2}}
+
+
+def show_error(e: BaseException) -> None:
+    if isinstance(e, WorkbenchError):
+        st.error(str(e), icon="⚠️")
+    else:  # a bug: say so, keep serving, keep the details one click away
+        st.error(f"Something went wrong inside the workbench ({type(e).__name__}: {e}). The server is still running.")
+        with st.expander("details"):
+            st.code("".join(traceback.format_exception(e)), language=None)
+
+
+def figure_with_downloads(name: str, fig, key: str) -> None:
+    st.plotly_chart(fig, config=PLOTLY_CONFIG, key=f"{key}-{name}-chart")
+    has_browser = find_browser() is not None
+    cols = st.columns(4)
+    cols[0].download_button("HTML", data=figure_bytes(fig, "html"), file_name=f"{name}.html", mime="text/html",
+                            key=f"{key}-{name}-html", on_click="ignore")
+    for col, fmt, mime in ((cols[1], "png", "image/png"), (cols[2], "svg", "image/svg+xml")):
+        col.download_button(fmt.upper(), data=(lambda f=fmt: figure_bytes(fig, f)) if has_browser else b"",
+                            file_name=f"{name}.{fmt}", mime=mime, key=f"{key}-{name}-{fmt}", on_click="ignore",
+                            disabled=not has_browser,
+                            help=None if has_browser else "PNG/SVG export needs Chromium on the server (BROWSER_PATH)")
+    cols[3].download_button("JSON", data=figure_bytes(fig, "json"), file_name=f"{name}.json",
+                            mime="application/json", key=f"{key}-{name}-json", on_click="ignore")
+
+
+def table_with_download(name: str, df, key: str, **kwargs) -> None:
+    st.dataframe(df, hide_index=True, **kwargs)
+    st.download_button(f"{name}.csv", data=table_bytes(df, "csv"), file_name=f"{name}.csv", mime="text/csv",
+                       key=f"{key}-{name}-csv", on_click="ignore")
+
+
+def export_all_button(result: Result, spec_hash: str, key: str) -> None:
+    formats = ["html", "png", "svg"] if find_browser() else ["html"]
+
+    def build() -> bytes:
+        with tempfile.TemporaryDirectory() as tmp:
+            write_bundle(Path(tmp), "", result.figures, result.tables, result.summary, formats)
+            return zip_dir(Path(tmp))
+
+    st.download_button(f"Export all figures and data ({', '.join(formats).upper()} + CSV) as zip", data=build,
+                       file_name=f"analysis-{spec_hash}.zip", mime="application/zip", key=f"{key}-zip",
+                       on_click="ignore", icon="📦")
+
+
+def share_box(link: str) -> None:
+    st.caption("Copy share link (the copy icon is on the right; anyone with access to this server can open it)")
+    st.code(link, language=None)

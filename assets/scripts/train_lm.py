@@ -1,0 +1,149 @@
+"""Train the zoo language model: a small GPT-NeoX (Pythia-style) causal transformer on the stdlib corpus.
+
+Saved as an ordinary Hugging Face folder (config.json + model.safetensors + tokenizer files), so the
+workbench loads it exactly like a user's own checkpoint, through TransformerLens's TransformerBridge.
+
+Induction heads need a reason to exist and time to form. A share of the training rows are
+`[EOT] R R` with R a run of uniformly random tokens: the second copy is only predictable by
+looking back at what followed the same token last time, which is what an induction head does.
+The natural rows (code, with its repeated identifiers) reward the same mechanism more softly.
+The script logs the loss on the first and second copy of held-out repeated sequences, the signature
+of induction heads (the second-copy loss collapses once they form).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_corpus import ASSETS, EOT, load_corpus  # noqa: E402
+
+
+def encode_docs(tokenizer, docs: list[str], eot_id: int) -> np.ndarray:
+    ids: list[int] = []
+    for enc in tokenizer(docs)["input_ids"]:
+        ids.append(eot_id)
+        ids.extend(enc)
+    return np.asarray(ids, dtype=np.int32)
+
+
+def repeated_random_batch(gen: torch.Generator, batch: int, ctx: int, vocab: int, eot_id: int) -> torch.Tensor:
+    """`[EOT] R R` rows of length ctx, R = (ctx-1)//2 uniformly random tokens (a spare slot continues the copy)."""
+    half = (ctx - 1) // 2
+    # Random tokens avoid the special token so that a "copy" is never ambiguous with a document break.
+    rnd = torch.randint(0, vocab - 1, (batch, half), generator=gen)
+    rnd = rnd + (rnd >= eot_id).long()
+    bos = torch.full((batch, 1), eot_id, dtype=torch.long)
+    return torch.cat([bos, rnd, rnd, rnd[:, : ctx - 1 - 2 * half]], dim=1)
+
+
+def natural_batch(rng: np.random.Generator, data: np.ndarray, batch: int, ctx: int, eot_id: int) -> torch.Tensor:
+    starts = rng.integers(0, len(data) - ctx, size=batch)
+    rows = np.stack([data[s : s + ctx - 1] for s in starts])
+    bos = np.full((batch, 1), eot_id, dtype=np.int32)
+    return torch.from_numpy(np.concatenate([bos, rows], axis=1)).long()
+
+
+@torch.no_grad()
+def evaluate(model, held: np.ndarray, gen_seed: int, ctx: int, vocab: int, eot_id: int) -> dict:
+    model.eval()
+    rng = np.random.default_rng(gen_seed)
+    x = natural_batch(rng, held, 32, ctx, eot_id)
+    logits = model(x).logits
+    held_loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), x[:, 1:].flatten()).item()
+    half = (ctx - 1) // 2
+    g = torch.Generator().manual_seed(gen_seed)
+    r = repeated_random_batch(g, 32, ctx, vocab, eot_id)
+    lg = model(r).logits
+    per_tok = torch.nn.functional.cross_entropy(lg[:, :-1].flatten(0, 1), r[:, 1:].flatten(), reduction="none").view(32, -1)
+    first = per_tok[:, : half - 1].mean().item()  # predicting tokens 2..half of the first copy
+    second = per_tok[:, half : 2 * half - 1].mean().item()  # predicting the second copy
+    model.train()
+    return {"held_out_loss": held_loss, "repeat_first_loss": first, "repeat_second_loss": second}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", type=Path, default=ASSETS / "zoo" / "lm")
+    ap.add_argument("--d-model", type=int, default=192)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--heads", type=int, default=6)
+    ap.add_argument("--ctx", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--tokens", type=float, default=30e6)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--repeat-share", type=float, default=0.3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-minutes", type=float, default=float("inf"), help="stop early (and save) after this long")
+    args = ap.parse_args(argv)
+
+    from transformers import AutoTokenizer, GPTNeoXConfig, GPTNeoXForCausalLM
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    tokenizer = AutoTokenizer.from_pretrained(args.out)
+    eot_id = tokenizer.convert_tokens_to_ids(EOT)
+    vocab = len(tokenizer)
+    train_docs, held_docs = load_corpus()
+    train_ids = encode_docs(tokenizer, train_docs, eot_id)
+    held_ids = encode_docs(tokenizer, held_docs, eot_id)
+    print(f"train tokens {len(train_ids)/1e6:.2f}M, held-out {len(held_ids)/1e6:.2f}M, vocab {vocab}", flush=True)
+
+    cfg = GPTNeoXConfig(
+        vocab_size=vocab, hidden_size=args.d_model, num_hidden_layers=args.layers,
+        num_attention_heads=args.heads, intermediate_size=4 * args.d_model,
+        max_position_embeddings=args.ctx, rotary_pct=1.0, use_parallel_residual=False,
+        tie_word_embeddings=False, bos_token_id=eot_id, eos_token_id=eot_id,
+        attention_dropout=0.0, hidden_dropout=0.0,
+    )
+    model = GPTNeoXForCausalLM(cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"params {n_params/1e6:.2f}M", flush=True)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.98))
+    steps = int(args.tokens // (args.batch * args.ctx))
+    warmup = min(300, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))))
+    rng = np.random.default_rng(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    n_rep = int(round(args.batch * args.repeat_share))
+    t0, log = time.time(), []
+    for step in range(steps):
+        parts = [natural_batch(rng, train_ids, args.batch - n_rep, args.ctx, eot_id)]
+        if n_rep:
+            parts.append(repeated_random_batch(gen, n_rep, args.ctx, vocab, eot_id))
+        x = torch.cat(parts)
+        loss = model(x, labels=x).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        elapsed = (time.time() - t0) / 60
+        if step % 100 == 0 or step == steps - 1 or elapsed > args.max_minutes:
+            ev = evaluate(model, held_ids, 1234, args.ctx, vocab, eot_id)
+            ev.update(step=step, train_loss=loss.item(), minutes=round(elapsed, 2))
+            log.append(ev)
+            print(json.dumps(ev), flush=True)
+            model.save_pretrained(args.out)  # a usable checkpoint at every log point
+        if elapsed > args.max_minutes:
+            break
+    model.save_pretrained(args.out)
+    (args.out / "training_log.json").write_text(json.dumps(
+        {"args": {k: str(v) for k, v in vars(args).items()}, "params": n_params, "log": log}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""`workbench`: serve the app, list models, check the zoo, run and export analyses headless.
+
+Every subcommand prints a clear one-line message and exits with status 2 on bad input (unknown
+model, malformed spec, unknown hash, ...), never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _print(obj, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(obj, indent=1, default=str))
+    else:
+        for k, v in (obj.items() if isinstance(obj, dict) else enumerate(obj)):
+            print(f"{k}: {v}")
+
+
+def cmd_serve(args) -> int:
+    from streamlit.web import cli as stcli
+
+    app = Path(__file__).resolve().parents[1] / "app" / "main.py"
+    sys.argv = ["streamlit", "run", str(app), "--server.headless", "true", "--server.port", str(args.port),
+                "--server.address", args.address, "--browser.gatherUsageStats", "false"]
+    os.chdir(Path(__file__).resolve().parents[1])  # .streamlit/config.toml lives at the repo root
+    return stcli.main()
+
+
+def cmd_models(args) -> int:
+    from compute.models import list_models
+    from compute.settings import load_settings
+
+    models = [m.to_dict() for m in list_models(load_settings())]
+    if args.json:
+        _print(models, True)
+    else:
+        for m in models:
+            print(f"{m['id']:<18} {m['kind']:<6} {m['source']:<6} {m['description']}")
+        print("also: any TransformerLens model name (e.g. gpt2, pythia-70m) when its weights can be fetched or are "
+              "cached, and any local Hugging Face model folder")
+    return 0
+
+
+def cmd_zoo_check(args) -> int:
+    from analyses.model_check import ModelCheckSpec
+    from analyses.workbench import Workbench, configure_threads
+    from compute.models import ZOO
+
+    configure_threads()
+    wb = Workbench()
+    out = {}
+    for model_id in args.models or list(ZOO):
+        spec = ModelCheckSpec(model=model_id)
+        outcome = wb.run(spec)
+        res = outcome.result
+        entry = dict(res.summary)
+        if "induction_heads" in res.tables:
+            entry["induction_scores"] = {r.head_name: round(float(r.induction_score), 4)
+                                         for r in res.tables["induction_heads"].itertuples()}
+        entry["analysis"] = outcome.spec_hash
+        out[model_id] = entry
+    _print(out, args.json)
+    return 0
+
+
+def cmd_run(args) -> int:
+    from analyses.base import spec_from_dict
+    from analyses.workbench import Workbench, configure_threads
+    from compute.errors import BadInput
+
+    try:
+        data = json.loads(Path(args.spec).read_text())
+    except FileNotFoundError:
+        raise BadInput(f"no spec file at {args.spec}") from None
+    except json.JSONDecodeError as e:
+        raise BadInput(f"{args.spec} is not valid JSON: {e}") from None
+    spec = spec_from_dict(data)
+    configure_threads()
+    outcome = Workbench().run(spec, force=args.force)
+    _print({"hash": outcome.spec_hash, "kind": spec.KIND, "cached": outcome.cached,
+            "seconds": round(outcome.seconds, 3), "summary": outcome.result.summary,
+            "figures": list(outcome.result.figures), "tables": list(outcome.result.tables)}, args.json)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from analyses.exporting import export_analyses
+    from analyses.workbench import Workbench, configure_threads
+
+    configure_threads()
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    report = export_analyses(Workbench(), args.links, Path(args.out), formats)
+    _print(report, args.json)
+    for p in report["problems"]:
+        print(f"warning: {p}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="workbench", description="Interpretability workbench")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("serve", help="serve the web app")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", default="0.0.0.0")
+    p.set_defaults(fn=cmd_serve)
+    p = sub.add_parser("models", help="the models this workbench can load")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_models)
+    p = sub.add_parser("zoo-check", help="quality figures of the zoo models (induction, held-out loss, accuracy)")
+    p.add_argument("models", nargs="*", help="default: every zoo model")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_zoo_check)
+    p = sub.add_parser("run", help="run one analysis spec (JSON file) and print its hash and summary")
+    p.add_argument("spec")
+    p.add_argument("--force", action="store_true", help="recompute even if cached")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_run)
+    p = sub.add_parser("export", help="export every figure and table of analyses given by share link or hash")
+    p.add_argument("links", nargs="+")
+    p.add_argument("--out", required=True)
+    p.add_argument("--format", default="html,png,svg")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_export)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from compute.errors import WorkbenchError
+
+    try:
+        return int(args.fn(args) or 0)
+    except WorkbenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The compute layer: models, caches, jobs, the store and figure export. No Streamlit here."""

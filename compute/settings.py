@@ -1,0 +1,47 @@
+"""Where the workbench keeps its state, and the knobs an operator sets through the environment."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ASSETS = REPO_ROOT / "assets"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path  # results, activations, the SQLite store, job logs
+    max_loaded_models: int
+    device: str | None  # None: CUDA when present, else CPU
+
+    @property
+    def store_path(self) -> Path:
+        return self.home / "workbench.sqlite"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.home / "results"
+
+    @property
+    def activations_dir(self) -> Path:
+        return self.home / "activations"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.home / "jobs"
+
+    @property
+    def models_dir(self) -> Path:
+        """Extra local checkpoints an operator drops in; listed beside the zoo."""
+        return self.home / "models"
+
+
+def load_settings() -> Settings:
+    home = Path(os.environ.get("WORKBENCH_HOME") or Path.home() / ".cache" / "interp-workbench").expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    return Settings(
+        home=home,
+        max_loaded_models=max(1, int(os.environ.get("WORKBENCH_MAX_MODELS", "3"))),
+        device=os.environ.get("WORKBENCH_DEVICE") or None,
+    )

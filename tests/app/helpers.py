@@ -1,0 +1,26 @@
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
+
+
+def new_app(**query) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=180)
+    for k, v in query.items():
+        at.query_params[k] = v
+    return at
+
+
+def button(at, label):
+    matches = [b for b in at.button if b.label == label]
+    assert matches, f"no button {label!r}; have {[b.label for b in at.button]}"
+    return matches[0]
+
+
+def metrics(at) -> dict:
+    return {m.label: m.value for m in at.metric}
+
+
+def errors(at) -> list[str]:
+    return [e.value for e in at.error]

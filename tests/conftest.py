@@ -1,0 +1,39 @@
+"""Test set-up: offline, a fresh workbench home per session, torch kept to the cores we have."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("WORKBENCH_THREADS", "2")
+_HOME = tempfile.mkdtemp(prefix="workbench-test-")
+os.environ["WORKBENCH_HOME"] = _HOME
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def wb():
+    from analyses.workbench import Workbench, configure_threads
+
+    configure_threads()
+    w = Workbench()
+    w.startup()
+    return w
+
+
+@pytest.fixture(scope="session")
+def zoo_lm(wb):
+    return wb.models.get("zoo-lm")
+
+
+@pytest.fixture
+def fresh_settings(tmp_path):
+    from compute.settings import Settings
+
+    return Settings(home=tmp_path, max_loaded_models=2, device="cpu")
