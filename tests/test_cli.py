@@ -1,0 +1,88 @@
+"""The `workbench` command line: JSON out, cache on the second run, batch export, clear errors."""
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli.main import main as cli
+from compute.export import find_browser
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_console_script_lists_models_as_json():
+    exe = Path(sys.executable).parent / "workbench"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "cli.main"]
+    p = subprocess.run(cmd + ["models", "--json"], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert p.returncode == 0, p.stderr
+    ids = [m["id"] for m in json.loads(p.stdout)]
+    assert ids[:3] == ["zoo-lm", "zoo-modadd", "zoo-digits-cnn"]
+
+
+def test_run_prints_hash_and_summary_then_hits_the_cache(tmp_path):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"kind": "prompt", "model": "zoo-lm", "prompt": "while True:\n    pass\n"}))
+    code, out, _ = run_cli("run", str(spec), "--json")
+    assert code == 0
+    first = json.loads(out)
+    assert len(first["hash"]) == 16 and first["cached"] is False
+    assert first["summary"]["n_tokens"] > 3 and "predictions" in first["figures"]
+    code, out, _ = run_cli("run", str(spec), "--json")
+    again = json.loads(out)
+    assert again["cached"] is True and again["hash"] == first["hash"] and again["summary"] == first["summary"]
+
+
+def test_export_by_link_and_hash(tmp_path):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"kind": "prompt", "model": "zoo-lm", "prompt": "return None\n"}))
+    _, out, _ = run_cli("run", str(spec), "--json")
+    h = json.loads(out)["hash"]
+    formats = "html,png,svg" if find_browser() else "html"
+    code, out, err = run_cli("export", f"http://localhost:8501/?a={h}&model=zoo-lm", h, "--out",
+                             str(tmp_path / "out"), "--format", formats, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert len(report["analyses"]) == 1  # the same analysis given twice is exported once
+    folder = Path(report["analyses"][0]["folder"])
+    names = {p.name for p in folder.iterdir()}
+    assert {"predictions.html", "logit_lens.html", "attention_layer0.html", "tokens.csv", "summary.json"} <= names
+    if find_browser():
+        assert {"predictions.png", "predictions.svg"} <= names
+        assert (folder / "predictions.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"kind": "prompt", "model": "gpt-7", "prompt": "x"}, "unknown model 'gpt-7'"),
+    ({"kind": "prompt", "model": "zoo-lm", "prompt": ""}, "prompt is empty"),
+    ({"kind": "prompt", "model": "gpt2", "prompt": "x"}, "not in the local Hugging Face cache"),
+    ({"kind": "teleport", "model": "zoo-lm"}, "unknown analysis kind"),
+])
+def test_bad_specs_exit_2_with_a_message(tmp_path, spec, message):
+    f = tmp_path / "spec.json"
+    f.write_text(json.dumps(spec))
+    code, out, err = run_cli("run", str(f))
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_malformed_json_and_unknown_hash(tmp_path):
+    f = tmp_path / "spec.json"
+    f.write_text("{not json")
+    code, _, err = run_cli("run", str(f))
+    assert code == 2 and "not valid JSON" in err
+    code, _, err = run_cli("export", "ffffffffffffffff", "--out", str(tmp_path / "o"))
+    assert code == 2 and "no analysis is stored under 'ffffffffffffffff'" in err
+    code, _, err = run_cli("export", "not-a-link", "--out", str(tmp_path / "o"))
+    assert code == 2 and "neither a share link" in err

@@ -1,0 +1,48 @@
+"""The embedded zoo meets its stated quality, measured by the same code as `workbench zoo-check`."""
+import json
+
+import pytest
+
+from cli.main import main as cli
+
+
+@pytest.fixture(scope="module")
+def report(capsys_module=None):
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert cli(["zoo-check", "--json"]) == 0
+    return json.loads(buf.getvalue())
+
+
+def test_zoo_lm_has_induction_heads(report):
+    lm = report["zoo-lm"]
+    # random tokens are unpredictable the first time (~ln 4096 = 8.3 nats) and copied the second
+    assert lm["repeat_first_loss"] > 7.0
+    assert lm["repeat_second_loss"] < 2.0
+    assert lm["induction_loss_drop"] > 5.0
+    assert lm["top_induction_score"] > 0.5
+    assert len(lm["induction_scores"]) == 12  # 2 layers x 6 heads, all reported
+
+
+def test_zoo_lm_learned_the_corpus(report):
+    lm = report["zoo-lm"]
+    assert lm["held_out_loss"] < 0.5 * lm["uniform_loss"]
+
+
+def test_modular_addition_generalises(report):
+    m = report["zoo-modadd"]
+    assert m["p"] == 113 and m["test_accuracy"] >= 0.99
+
+
+def test_digits_cnn_accuracy(report):
+    assert report["zoo-digits-cnn"]["test_accuracy"] >= 0.95
+
+
+def test_zoo_fits_the_size_budget():
+    from compute.settings import ASSETS
+
+    total = sum(p.stat().st_size for p in ASSETS.rglob("*") if p.is_file())
+    assert total <= 40 * 2**20
