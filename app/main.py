@@ -12,6 +12,8 @@ st.set_page_config(page_title="Interpretability workbench", page_icon=":material
 PAGES = {
     # The default page is served at the root URL; share links to it use "/".
     "models": st.Page("views/models.py", title="Models", icon=":material/memory:", default=True),
+    "sae_training": st.Page("views/sae_training.py", title="SAE training", icon=":material/model_training:",
+                            url_path="sae_training"),
     "jobs": st.Page("views/jobs.py", title="Jobs & exports", icon=":material/pending_actions:", url_path="jobs"),
 }
 nav = st.navigation(list(PAGES.values()), position="top")

@@ -100,6 +100,38 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_sae_train(args) -> int:
+    import shutil
+
+    from analyses.sae_runs import SAETrainSpec
+    from analyses.workbench import Workbench, configure_threads
+
+    configure_threads()
+    spec = SAETrainSpec(model=args.model, hook=args.hook, arch=args.arch, k=args.k, d_sae=args.d_sae,
+                        n_tokens=args.tokens, batch_size=min(args.batch_size, args.tokens), lr=args.lr,
+                        aux_loss=args.aux_loss, capacity=args.capacity, zipf_exponent=args.zipf_exponent,
+                        seed=args.seed)
+    spec.validate()
+    last = [-1]
+
+    def report(fraction: float, message: str = "") -> None:
+        pct = int(fraction * 100)
+        if pct >= last[0] + 10 and not args.json:
+            last[0] = pct
+            print(f"{pct:3d}% {message}", file=sys.stderr)
+
+    outcome = Workbench().run(spec, progress=report)
+    s = outcome.result.summary
+    if args.out:
+        out = Path(args.out)
+        if out.exists():
+            shutil.rmtree(out)
+        shutil.copytree(s["sae_path"], out)
+        s = {**s, "sae_path": str(out.resolve())}
+    _print({"hash": outcome.spec_hash, "cached": outcome.cached, **s}, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="workbench", description="Interpretability workbench")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -125,6 +157,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="html,png,svg")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_export)
+    p = sub.add_parser("sae", help="sparse autoencoders")
+    sae_sub = p.add_subparsers(dest="sae_cmd", required=True)
+    t = sae_sub.add_parser("train", help="train an SAE on one hook (TopK, Feature Choice or Mutual Choice)")
+    t.add_argument("--model", default="zoo-lm")
+    t.add_argument("--hook", required=True, help="e.g. blocks.0.hook_resid_post, blocks.1.attn.hook_z")
+    t.add_argument("--arch", choices=["topk", "feature_choice", "mutual_choice"], default="topk")
+    t.add_argument("--k", type=float, default=16)
+    t.add_argument("--d-sae", type=int, default=1536)
+    t.add_argument("--tokens", type=int, default=1_000_000)
+    t.add_argument("--batch-size", type=int, default=4096)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--aux-loss", choices=["aux_k", "aux_zipf", "none"], default="aux_k")
+    t.add_argument("--capacity", choices=["uniform", "zipf"], default="uniform")
+    t.add_argument("--zipf-exponent", type=float, default=1.0)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", help="copy the trained SAE (SAELens format) here")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(fn=cmd_sae_train)
     return ap
 
 

@@ -96,6 +96,13 @@ class Store:
             row = c.execute("SELECT json FROM specs WHERE hash=?", (h,)).fetchone()
         return json.loads(row["json"]) if row else None
 
+    def list_specs(self, kind: str, limit: int = 500) -> list[tuple[str, dict, float]]:
+        """(hash, spec, created) of stored specs of one kind, newest first."""
+        with self._conn() as c:
+            rows = c.execute("SELECT hash, json, created FROM specs WHERE kind=? ORDER BY created DESC LIMIT ?",
+                             (kind, limit)).fetchall()
+        return [(r["hash"], json.loads(r["json"]), r["created"]) for r in rows]
+
     # --- jobs ---
     def create_job(self, job_id: str, spec: dict, title: str) -> JobRecord:
         h = self.put_spec(spec)
@@ -135,3 +142,4 @@ class Store:
 
 def _job(row: sqlite3.Row) -> JobRecord:
     return JobRecord(**dict(row))
+

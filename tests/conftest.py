@@ -37,3 +37,10 @@ def fresh_settings(tmp_path):
     from compute.settings import Settings
 
     return Settings(home=tmp_path, max_loaded_models=2, device="cpu")
+
+
+def pytest_terminal_summary(terminalreporter):
+    browser = os.environ.get("BROWSER_PATH") or "/usr/bin/chromium"
+    if not Path(browser).exists():
+        terminalreporter.write_line(f"!!! BROWSER TESTS SKIPPED: no Chromium at {browser}; install Debian's chromium "
+                                    f"(make test does, as root) !!!", red=True, bold=True)

@@ -1,0 +1,231 @@
+"""SAE training, evaluation of any SAE, and comparison of runs, as specs.
+
+- `sae_train`: train a TopK / Feature Choice / Mutual Choice SAE on one hook of a model from the
+  activation cache (a background job), then evaluate it. The run's folder keeps the live curves
+  (history.jsonl), a checkpoint (cancel and resubmit resumes) and the SAE in SAELens format (sae/).
+- `sae_eval`: the same evaluation for an SAE the workbench did not train (SAELens folder or release).
+- `sae_compare`: reconstruction vs sparsity and dead features over runs (the paper's headline plot).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from compute.errors import BadInput
+
+from .base import Result, Spec, register
+from .sae_figures import comparison_figures, density_histogram, l0_histogram, training_curves
+
+TRAIN_DATASET = "zoo-stdlib"
+EVAL_DATASET = "zoo-stdlib-heldout"
+MAX_TOKENS = 200_000_000
+CE_ROWS = 24
+
+
+@dataclass(frozen=True)
+class SAETrainSpec(Spec):
+    KIND = "sae_train"
+    TITLE = "SAE training"
+    hook: str = "blocks.0.hook_resid_post"
+    arch: str = "topk"
+    k: float = 16
+    d_sae: int = 1536
+    n_tokens: int = 1_000_000
+    batch_size: int = 4096
+    lr: float = 1e-3
+    aux_loss: str = "aux_k"
+    capacity: str = "uniform"
+    zipf_exponent: float = 1.0
+    dataset: str = TRAIN_DATASET
+    seq_len: int = 128
+    eval_tokens: int = 32_768
+    seed: int = 0
+
+    def train_config(self):
+        from sae.training import TrainConfig
+
+        return TrainConfig(arch=self.arch, k=self.k, d_sae=self.d_sae, n_tokens=self.n_tokens,
+                           batch_size=self.batch_size, lr=self.lr, aux_loss=self.aux_loss, capacity=self.capacity,
+                           zipf_exponent=self.zipf_exponent, seed=self.seed,
+                           dead_tokens=min(1_000_000, max(self.batch_size, self.n_tokens // 4)))
+
+    def validate(self) -> None:
+        super().validate()
+        if self.n_tokens <= 0:
+            raise BadInput("n_tokens must be positive: an SAE needs tokens to train on")
+        if self.n_tokens > MAX_TOKENS:
+            raise BadInput(f"n_tokens is capped at {MAX_TOKENS:,} per run")
+        if self.d_sae > 1 << 20:
+            raise BadInput("d_sae is capped at 1,048,576")
+        if self.k > self.d_sae:
+            raise BadInput(f"k = {self.k:g} is larger than d_sae = {self.d_sae}: at most d_sae features can fire")
+        if not 1 <= self.eval_tokens <= 4_000_000:
+            raise BadInput("eval_tokens must be between 1 and 4,000,000")
+        try:
+            self.train_config().validate()
+        except ValueError as e:
+            raise BadInput(str(e)) from None
+
+    def describe(self) -> str:
+        return f"{self.arch} SAE k={self.k:g} d_sae={self.d_sae} on {self.model} {self.hook}"
+
+
+@dataclass(frozen=True)
+class SAEEvalSpec(Spec):
+    KIND = "sae_eval"
+    TITLE = "SAE evaluation"
+    sae: str = ""  # a SAELens folder or release:sae_id
+    hook: str = ""  # default: the SAE's own hook_name
+    eval_tokens: int = 32_768
+    seq_len: int = 128
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.sae.strip():
+            raise BadInput("no SAE given: a SAELens-format folder, or release:sae_id")
+        if not 1 <= self.eval_tokens <= 4_000_000:
+            raise BadInput("eval_tokens must be between 1 and 4,000,000")
+
+
+@dataclass(frozen=True)
+class SAECompareSpec(Spec):
+    KIND = "sae_compare"
+    TITLE = "SAE comparison"
+    runs: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.runs:
+            raise BadInput("pick at least one SAE run to compare")
+
+
+def _hook_acts(ctx, lm, hook: str, dataset: str, n_tokens: int, seq_len: int, progress):
+    if hook not in lm.model.hook_dict:
+        near = [h for h in lm.hook_names() if h.endswith(hook.split(".")[-1])][:4]
+        raise BadInput(f"unknown hook '{hook}' for {lm.id}" + (f"; e.g. {', '.join(near)}" if near else ""))
+    return ctx.workbench.activations.get_or_build(lm, dataset, hook, n_tokens, seq_len=seq_len, progress=progress)
+
+
+def _eval_result(kind: str, sae, lm, hook: str, eval_set, summary_extra: dict, history: pd.DataFrame | None,
+                 label: str) -> Result:
+    from sae.evaluation import evaluate
+
+    acts = eval_set.load()
+    if acts.shape[1] != sae.cfg.d_in:
+        raise BadInput(f"the SAE expects d_in = {sae.cfg.d_in} but {hook} of {lm.id} has {acts.shape[1]} dimensions")
+    ev = evaluate(sae, acts, bridge=lm.model, hook_name=hook, tokens=eval_set.tokens()[:CE_ROWS])
+    summary = {**summary_extra, **ev.summary(), "eval_tokens": int(len(acts)), "d_in": int(sae.cfg.d_in),
+               "d_sae": int(sae.cfg.d_sae), "hook": hook}
+    features = pd.DataFrame({"feature": np.arange(len(ev.density)), "density": ev.density,
+                             "dead": ev.density == 0})
+    l0 = pd.DataFrame({"l0": ev.l0_per_token})
+    tables = {"features": features, "l0_per_token": l0}
+    figures = {"l0_histogram": l0_histogram(ev.l0_per_token, f"L0 per token on held-out text ({label})"),
+               "density_histogram": density_histogram(ev.density, f"Feature density ({label})")}
+    if history is not None and len(history):
+        tables["history"] = history
+        figures = {"training_curves": training_curves(history, f"Training curves ({label})"), **figures}
+    return Result(kind, summary, tables, figures)
+
+
+def run_folder(wb, spec: SAETrainSpec) -> Path:
+    """Where a training run keeps its curves (history.jsonl), checkpoint and saved SAE."""
+    return wb.settings.home / "saes" / wb.result_key(spec)
+
+
+def live_history(wb, spec: SAETrainSpec) -> pd.DataFrame:
+    """The curves logged so far by a run (running or finished)."""
+    path = run_folder(wb, spec) / "history.jsonl"
+    if not path.exists():
+        return pd.DataFrame()
+    return pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+
+
+@register(SAETrainSpec, long=True)
+def run_sae_train(spec: SAETrainSpec, ctx) -> Result:
+    from sae.training import SAETrainer
+
+    lm = ctx.model(spec.model)
+    if lm.kind != "lm":
+        raise BadInput("SAE training needs a language model")
+    train_set = _hook_acts(ctx, lm, spec.hook, spec.dataset, spec.n_tokens, spec.seq_len,
+                           lambda f, m="": ctx.progress(0.15 * f, "caching training activations"))
+    eval_set = _hook_acts(ctx, lm, spec.hook, EVAL_DATASET, spec.eval_tokens, spec.seq_len,
+                          lambda f, m="": ctx.progress(0.15 + 0.05 * f, "caching held-out activations"))
+    acts = train_set.load()
+    folder = run_folder(ctx.workbench, spec)
+    meta = {"model_name": spec.model, "hook_name": spec.hook, "context_size": train_set.meta["seq_len"],
+            "prepend_bos": True, "dataset_path": spec.dataset}
+    trainer = SAETrainer(spec.train_config(), acts, folder, metadata=meta, device=lm.device,
+                         progress=lambda f, m="": ctx.progress(0.2 + 0.7 * f, m))
+    resumed = trainer.try_resume()
+    history = pd.DataFrame(trainer.train())
+    sae_folder = folder / "sae"
+    if sae_folder.exists():
+        shutil.rmtree(sae_folder)
+    trainer.save_inference(sae_folder)
+    (sae_folder / "training_spec.json").write_text(json.dumps(spec.to_dict(), indent=1))
+    from sae.loading import load_sae
+
+    saved = load_sae(str(sae_folder), device=lm.device)  # evaluate exactly what was saved
+    ctx.progress(0.92, "evaluating")
+    tokens_per_s = spec.n_tokens / max(trainer.seconds, 1e-9)
+    extra = {"model": spec.model, "arch": spec.arch, "k": spec.k, "aux_loss": spec.aux_loss,
+             "capacity": spec.capacity if spec.arch == "feature_choice" else None, "sae_path": str(sae_folder),
+             "train_seconds": trainer.seconds, "train_tokens_per_s": tokens_per_s, "resumed": resumed,
+             "final_train_nmse": float(history.nmse.iloc[-1]) if len(history) else None,
+             "train_dead_fraction": float(trainer.dead_mask().float().mean())}
+    return _eval_result(SAETrainSpec.KIND, saved, lm, spec.hook, eval_set, extra, history,
+                        f"{spec.arch}, k={spec.k:g}")
+
+
+@register(SAEEvalSpec, long=True)
+def run_sae_eval(spec: SAEEvalSpec, ctx) -> Result:
+    from sae.loading import SAELoadError, load_sae
+
+    lm = ctx.model(spec.model)
+    try:
+        sae = load_sae(spec.sae, device=lm.device)
+    except SAELoadError as e:
+        raise BadInput(str(e)) from None
+    hook = spec.hook or (sae.cfg.metadata.hook_name if sae.cfg.metadata else None) or ""
+    if not hook:
+        raise BadInput("the SAE does not name its hook; give one")
+    eval_set = _hook_acts(ctx, lm, hook, EVAL_DATASET, spec.eval_tokens, spec.seq_len,
+                          lambda f, m="": ctx.progress(0.5 * f, "caching held-out activations"))
+    arch = sae.cfg.architecture()
+    extra = {"model": spec.model, "arch": arch, "k": getattr(sae.cfg, "k", None), "aux_loss": None,
+             "sae_path": spec.sae}
+    return _eval_result(SAEEvalSpec.KIND, sae, lm, hook, eval_set, extra, None, arch)
+
+
+def _arch_label(summary: dict) -> str:
+    arch = summary.get("arch") or "other"
+    return arch if arch in ("topk", "feature_choice", "mutual_choice") else "other"
+
+
+@register(SAECompareSpec)
+def run_sae_compare(spec: SAECompareSpec, ctx) -> Result:
+    rows = []
+    for h in spec.runs:
+        run_spec = ctx.workbench.load_shared(h)
+        if run_spec.KIND not in (SAETrainSpec.KIND, SAEEvalSpec.KIND):
+            raise BadInput(f"{h} is a {run_spec.KIND} analysis, not an SAE run")
+        cached = ctx.workbench.cached(run_spec)
+        if cached is None:
+            raise BadInput(f"SAE run {h} has no result yet (still training, or never run)")
+        s = cached.summary
+        rows.append({"run": h, "arch": _arch_label(s), "k": s.get("k"), "d_sae": s.get("d_sae"),
+                     "aux_loss": s.get("aux_loss"), "hook": s.get("hook"), "l0_mean": s["l0_mean"], "nmse": s["nmse"],
+                     "explained_variance": s["explained_variance"], "ce_loss_recovered": s.get("ce_loss_recovered"),
+                     "delta_lm_loss": s.get("delta_lm_loss"), "dead_fraction": s["dead_fraction"],
+                     "underused_fraction": s["underused_fraction"]})
+    table = pd.DataFrame(rows)
+    best = table.sort_values("nmse").iloc[0]
+    summary = {"model": spec.model, "runs": len(table), "best_nmse_run": best.run, "best_nmse": float(best.nmse)}
+    return Result(SAECompareSpec.KIND, summary, {"runs": table}, comparison_figures(table))

@@ -1,0 +1,192 @@
+"""SAE training page: train TopK / Feature Choice / Mutual Choice SAEs as jobs with live curves,
+inspect a run, compare runs, evaluate an existing SAE."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from analyses.sae_figures import training_curves
+from analyses.sae_runs import SAECompareSpec, SAEEvalSpec, SAETrainSpec, live_history
+from app import urlstate, widgets
+from app.services import workbench
+from sae.training import ARCHITECTURES
+
+wb = workbench()
+model_id = st.session_state.get("model")
+st.title("SAE training")
+st.caption("TopK (Gao et al.), Feature Choice and Mutual Choice (Ayonrinde 2024) sparse autoencoders on any hook, "
+           "trained from the activation cache as background jobs. Saved in SAELens format.")
+
+try:
+    lm = wb.models.get(model_id)
+except Exception as e:  # noqa: BLE001
+    widgets.show_error(e)
+    st.stop()
+if lm.kind != "lm":
+    st.info("SAE training needs a language model: pick one in the sidebar.")
+    st.stop()
+
+SAE_KINDS = (SAETrainSpec.KIND, SAEEvalSpec.KIND)
+ARCH_LABELS = {"topk": "TopK", "feature_choice": "Feature Choice", "mutual_choice": "Mutual Choice"}
+
+
+def finished_runs() -> list[tuple[str, object]]:
+    out = []
+    for kind in SAE_KINDS:
+        for h, data, _ in wb.store.list_specs(kind):
+            if data.get("model") != lm.id:
+                continue
+            try:
+                spec = SAETrainSpec.from_dict(data) if kind == SAETrainSpec.KIND else SAEEvalSpec.from_dict(data)
+                if wb.results.get(wb.result_key(spec)) is not None:
+                    out.append((h, spec))
+            except Exception:  # noqa: BLE001 - a spec of an older version: skip it
+                continue
+    return out
+
+
+def run_label(h: str, spec) -> str:
+    if isinstance(spec, SAETrainSpec):
+        return f"{ARCH_LABELS.get(spec.arch, spec.arch)} k={spec.k:g} d_sae={spec.d_sae} {spec.hook} · {h}"
+    return f"loaded {spec.sae} · {h}"
+
+
+def show_run(h: str, spec, where: str) -> None:
+    res = wb.cached(spec)
+    if res is None:
+        st.info("This run has no result yet: it is still training, was cancelled, or has not been started.")
+        return
+    s = res.summary
+    c = st.columns(6)
+    c[0].metric("normalised MSE", f"{s['nmse']:.4f}")
+    c[1].metric("explained variance", f"{s['explained_variance']:.3f}")
+    c[2].metric("mean L0", f"{s['l0_mean']:.2f}")
+    c[3].metric("CE loss recovered", f"{s['ce_loss_recovered']:.3f}" if s.get("ce_loss_recovered") is not None else "–")
+    c[4].metric("Δ LM loss", f"{s['delta_lm_loss']:.4f}" if s.get("delta_lm_loss") is not None else "–")
+    c[5].metric("dead / underused", f"{s['dead_fraction']:.1%} / {s['underused_fraction']:.1%}")
+    st.caption(f"SAE saved at `{s.get('sae_path')}` (SAELens format: cfg.json + sae_weights.safetensors)")
+    widgets.share_box(urlstate.share_link("sae_training", a=h, model=lm.id))
+    for name, fig in res.figures.items():
+        widgets.figure_with_downloads(name, fig, f"{where}-{h}")
+    widgets.export_all_button(res, h, f"{where}-{h}")
+
+
+# --- a shared link: ?a=<hash> of a run or a comparison --------------------------------------------
+shared, _ = urlstate.shared_spec(wb)
+if isinstance(shared, (SAETrainSpec, SAEEvalSpec, SAECompareSpec)) and st.session_state.get("_apply_shared") == shared.hash:
+    st.session_state["sae_active"] = shared.hash
+    st.session_state["_apply_shared"] = None
+
+tab_train, tab_runs, tab_compare, tab_load = st.tabs(["Train", "Runs", "Compare", "Load an existing SAE"])
+
+with tab_train:
+    hooks = [h for h in lm.hook_names() if h.endswith(("hook_resid_post", "hook_resid_pre", "hook_mlp_out",
+                                                       "attn.hook_z", "hook_attn_out", "mlp.hook_post"))]
+    with st.form("sae_train_form"):
+        c1, c2, c3 = st.columns(3)
+        hook = c1.selectbox("Hook", hooks, key="sae_hook",
+                            help="hook_z trains on all heads concatenated (n_heads x d_head)")
+        arch = c2.radio("Architecture", list(ARCHITECTURES), format_func=ARCH_LABELS.get, key="sae_arch",
+                        horizontal=True)
+        k = c3.number_input("k (features per token; average for FC/MC)", 1.0, 4096.0, 16.0, step=1.0, key="sae_k")
+        c1, c2, c3 = st.columns(3)
+        d_sae = c1.number_input("d_sae (features)", 16, 1 << 20, 8 * lm.model.cfg.d_model, step=64, key="sae_d_sae")
+        n_tokens = c2.number_input("training tokens", 4096, 200_000_000, 1_000_000, step=100_000, key="sae_tokens")
+        lr = c3.number_input("learning rate", 1e-5, 1e-1, 1e-3, format="%.5f", key="sae_lr")
+        c1, c2, c3 = st.columns(3)
+        aux = c1.selectbox("aux loss (FC / MC)", ["aux_k", "aux_zipf", "none"], key="sae_aux")
+        capacity = c2.selectbox("capacity (FC)", ["uniform", "zipf"], key="sae_capacity")
+        zipf = c3.number_input("Zipf exponent (FC, zipf capacity)", 0.1, 3.0, 1.0, key="sae_zipf")
+        go = st.form_submit_button("Train as a background job", type="primary")
+    if go:
+        try:
+            spec = SAETrainSpec(model=lm.id, hook=hook, arch=arch, k=float(k), d_sae=int(d_sae), n_tokens=int(n_tokens),
+                                lr=float(lr), aux_loss=aux, capacity=capacity, zipf_exponent=float(zipf),
+                                batch_size=min(4096, int(n_tokens)))
+            spec.validate()
+            if wb.cached(spec) is not None:
+                st.success("This exact run is already trained: showing it.")
+                st.session_state["sae_active"] = spec.hash
+            else:
+                rec = wb.submit(spec)
+                st.session_state["sae_job"] = rec.id
+                st.success(f"Training job `{rec.id}` submitted: follow it below and on the Runs tab.")
+        except Exception as e:  # noqa: BLE001
+            widgets.show_error(e)
+
+    urlstate.init_from_url("sae_job", "job", "")
+
+    @st.fragment(run_every="2s")
+    def live(job_id: str):
+        rec = wb.jobs.get(job_id)
+        if rec is None:
+            return
+        spec = wb.load_shared(rec.spec_hash)
+        st.markdown(f"**{rec.title}** · job `{rec.id}` · {rec.status}")
+        if rec.active:
+            st.progress(rec.progress, text=rec.message or rec.status)
+            if st.button("Cancel training", key=f"sae-cancel-{rec.id}"):
+                wb.jobs.cancel(rec.id)
+            st.caption("Cancelling keeps a checkpoint: submitting the same run again resumes it.")
+        elif rec.status == "failed":
+            st.error(rec.error)
+        elif rec.status == "done":
+            st.session_state["sae_active"] = rec.spec_hash
+        hist = live_history(wb, spec) if isinstance(spec, SAETrainSpec) else pd.DataFrame()
+        if len(hist):
+            st.plotly_chart(training_curves(hist, "Live training curves"), key=f"live-{rec.id}-{len(hist)}")
+
+    if st.session_state.get("sae_job"):
+        live(st.session_state["sae_job"])
+        urlstate.set_params(job=st.session_state["sae_job"])
+
+with tab_runs:
+    runs = finished_runs()
+    if not runs:
+        st.info("No finished SAE runs for this model yet.")
+    else:
+        labels = {h: run_label(h, s) for h, s in runs}
+        active = st.session_state.get("sae_active")
+        options = list(labels)
+        idx = options.index(active) if active in options else 0
+        chosen = st.selectbox("Run", options, index=idx, format_func=labels.get, key="sae_run_pick")
+        show_run(chosen, dict(runs)[chosen], "runs")
+
+with tab_compare:
+    runs = finished_runs()
+    labels = {h: run_label(h, s) for h, s in runs}
+    default = [h for h in labels][:6]
+    if isinstance(shared, SAECompareSpec):
+        default = [h for h in shared.runs if h in labels]
+    picked = st.multiselect("Runs to compare", list(labels), default=default, format_func=labels.get,
+                            key="sae_compare_pick")
+    if picked:
+        try:
+            outcome = wb.run(SAECompareSpec(model=lm.id, runs=tuple(sorted(picked))))
+            st.dataframe(outcome.result.tables["runs"], hide_index=True)
+            widgets.share_box(urlstate.share_link("sae_training", a=outcome.spec_hash, model=lm.id))
+            for name, fig in outcome.result.figures.items():
+                widgets.figure_with_downloads(name, fig, f"cmp-{outcome.spec_hash}")
+            widgets.export_all_button(outcome.result, outcome.spec_hash, f"cmp-{outcome.spec_hash}")
+        except Exception as e:  # noqa: BLE001
+            widgets.show_error(e)
+
+with tab_load:
+    st.caption("Any SAELens-format folder (cfg.json + sae_weights.safetensors), or a SAELens release as "
+               "`release:sae_id` when the hub is reachable. It is evaluated on held-out text of this model.")
+    with st.form("sae_load_form"):
+        source = st.text_input("SAE folder or release:sae_id", key="sae_source")
+        hook_override = st.text_input("Hook (optional: default is the SAE's own)", key="sae_load_hook")
+        load = st.form_submit_button("Evaluate (background job)")
+    if load:
+        try:
+            rec = wb.submit(SAEEvalSpec(model=lm.id, sae=source, hook=hook_override))
+            st.session_state["sae_job"] = rec.id
+            st.success(f"Evaluation job `{rec.id}` submitted; it appears under Runs when done.")
+        except Exception as e:  # noqa: BLE001
+            widgets.show_error(e)
+
+if isinstance(shared, (SAETrainSpec, SAEEvalSpec)):
+    st.divider()
+    st.subheader("Shared run")
+    show_run(shared.hash, shared, "shared")

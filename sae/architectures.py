@@ -1,0 +1,223 @@
+"""Feature Choice and Mutual Choice SAEs as SAELens architectures.
+
+Training classes extend SAELens's `TopKTrainingSAE` (same encoder/decoder, AuxK machinery) and
+replace the per-token TopK with the batch-level selections of `sae.selection`. Both depend on the
+batch, so each learns a batch-independent inference rule while training, as BatchTopK does:
+- Mutual Choice: one global threshold θ, an EMA of the smallest selected positive pre-activation.
+- Feature Choice: a threshold θ_f per feature, an EMA of feature f's smallest selected positive
+  pre-activation (its cut-off in the batch).
+At inference a latent fires when z'_f > θ_f (a JumpReLU), so the saved SAEs are JumpReLU SAEs
+registered under their own architecture names ("feature_choice", "mutual_choice") and load with
+`sae_lens.SAE.load_from_disk` once this package is imported. In eval mode the training classes
+apply the same threshold rule, so held-out metrics measure what inference will do.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from sae_lens import register_sae_class, register_sae_training_class
+from sae_lens.registry import SAE_CLASS_REGISTRY, SAE_TRAINING_CLASS_REGISTRY
+from sae_lens.saes.jumprelu_sae import JumpReLUSAE, JumpReLUSAEConfig
+from sae_lens.saes.sae import TrainStepInput, TrainStepOutput
+from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+from typing_extensions import override
+
+from . import selection
+from .aux_losses import aux_k_loss, aux_zipf_loss
+
+AUX_LOSSES = ("aux_k", "aux_zipf", "none")
+GUESS_MARGIN = 0.8
+CAPACITIES = ("uniform", "zipf")
+
+
+@dataclass
+class FeatureChoiceSAEConfig(JumpReLUSAEConfig):
+    @override
+    @classmethod
+    def architecture(cls) -> str:
+        return "feature_choice"
+
+
+class FeatureChoiceSAE(JumpReLUSAE):
+    """Inference Feature Choice SAE: a JumpReLU with the per-feature thresholds learned in training."""
+
+
+@dataclass
+class MutualChoiceSAEConfig(JumpReLUSAEConfig):
+    @override
+    @classmethod
+    def architecture(cls) -> str:
+        return "mutual_choice"
+
+
+class MutualChoiceSAE(JumpReLUSAE):
+    """Inference Mutual Choice SAE: a JumpReLU whose threshold is the same for every feature."""
+
+
+@dataclass
+class AdaptiveTrainingSAEConfig(TopKTrainingSAEConfig):
+    """Shared by Feature and Mutual Choice. k is the *average* number of features per token (budget k·B)."""
+
+    k: float = 32  # type: ignore[assignment]
+    aux_loss: str = "aux_k"
+    threshold_lr: float = 0.01
+    density_ema: float = 0.01
+    rescale_acts_by_decoder_norm: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.aux_loss not in AUX_LOSSES:
+            raise ValueError(f"aux_loss must be one of {AUX_LOSSES}, got {self.aux_loss!r}")
+        selection.check_k(self.k, self.d_sae)
+
+
+@dataclass
+class FeatureChoiceTrainingSAEConfig(AdaptiveTrainingSAEConfig):
+    capacity: str = "uniform"
+    zipf_exponent: float = 1.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.capacity not in CAPACITIES:
+            raise ValueError(f"capacity must be one of {CAPACITIES}, got {self.capacity!r}")
+
+    @override
+    @classmethod
+    def architecture(cls) -> str:
+        return "feature_choice"
+
+
+@dataclass
+class MutualChoiceTrainingSAEConfig(AdaptiveTrainingSAEConfig):
+    @override
+    @classmethod
+    def architecture(cls) -> str:
+        return "mutual_choice"
+
+
+class _AdaptiveTrainingSAE(TopKTrainingSAE):
+    cfg: AdaptiveTrainingSAEConfig  # type: ignore[assignment]
+    inference_threshold: torch.Tensor
+    feature_density: torch.Tensor
+
+    def __init__(self, cfg: AdaptiveTrainingSAEConfig, use_error_term: bool = False):
+        super().__init__(cfg, use_error_term)  # type: ignore[arg-type]
+        dev = self.W_dec.device
+        # float64 like BatchTopK's threshold: EMA updates of small numbers drift in float32
+        self.register_buffer("inference_threshold", torch.zeros(cfg.d_sae, dtype=torch.double, device=dev))
+        self.register_buffer("feature_density", torch.full((cfg.d_sae,), cfg.k / cfg.d_sae, device=dev))
+        self.register_buffer("threshold_updates", torch.zeros(cfg.d_sae, dtype=torch.long, device=dev))
+
+    def _threshold_rate(self, updates: torch.Tensor) -> torch.Tensor:
+        """A running mean for the first 1/lr updates, then an EMA with rate lr: no bias towards the
+        zero start (BatchTopK's plain EMA needs many hundred steps to forget it)."""
+        return torch.maximum(torch.full_like(updates, self.cfg.threshold_lr, dtype=torch.double),
+                             1.0 / (updates.double() + 1))
+
+    # --- selection ---
+    def select(self, hidden_pre: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @override
+    def get_activation_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda z: self._activate(z)
+
+    def _activate(self, hidden_pre: torch.Tensor) -> torch.Tensor:
+        shape = hidden_pre.shape
+        z = hidden_pre.reshape(-1, shape[-1])
+        if self.training:
+            acts = self.select(z)
+        else:  # the batch-independent inference rule
+            acts = z.relu() * (z > self.inference_threshold.to(z.dtype))
+        return acts.reshape(shape)
+
+    # --- training state ---
+    @override
+    def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
+        out = super().training_forward_pass(step_input)
+        with torch.no_grad():
+            acts = out.feature_acts.reshape(-1, self.cfg.d_sae)
+            self.update_thresholds(acts)
+            rho = self.cfg.density_ema
+            self.feature_density.mul_(1 - rho).add_(rho * (acts > 0).float().mean(0))
+        out.metrics["mean_threshold"] = self.inference_threshold.mean()
+        return out
+
+    def update_thresholds(self, acts: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    @override
+    def calculate_aux_loss(self, step_input, feature_acts, hidden_pre, sae_out) -> dict[str, torch.Tensor]:
+        x, mask = step_input.sae_in, step_input.dead_neuron_mask
+        if self.cfg.aux_loss == "aux_k":
+            loss = aux_k_loss(x, sae_out, hidden_pre, self.W_dec, mask, self.cfg.aux_loss_coefficient)
+        elif self.cfg.aux_loss == "aux_zipf":
+            loss = aux_zipf_loss(x, sae_out, hidden_pre, self.W_dec, self.feature_density, mask,
+                                 self.cfg.aux_loss_coefficient)
+        else:
+            loss = sae_out.new_tensor(0.0)
+        return {"auxiliary_reconstruction_loss": loss}
+
+    @override
+    def process_state_dict_for_saving_inference(self, state_dict: dict[str, Any]) -> None:
+        super().process_state_dict_for_saving_inference(state_dict)
+        state_dict["threshold"] = state_dict.pop("inference_threshold").to(self.W_dec.dtype)
+        state_dict.pop("feature_density", None)
+        state_dict.pop("threshold_updates", None)
+
+
+class FeatureChoiceTrainingSAE(_AdaptiveTrainingSAE):
+    cfg: FeatureChoiceTrainingSAEConfig  # type: ignore[assignment]
+
+    def capacities(self, n_tokens: int) -> torch.Tensor:
+        if self.cfg.capacity == "zipf":
+            return selection.zipf_capacities(self.cfg.k, n_tokens, self.feature_density, self.cfg.zipf_exponent)
+        return selection.uniform_capacities(self.cfg.k, n_tokens, self.cfg.d_sae, device=self.W_dec.device)
+
+    @override
+    def select(self, hidden_pre: torch.Tensor) -> torch.Tensor:
+        return selection.feature_choice(hidden_pre, self.capacities(hidden_pre.shape[0]))
+
+    @override
+    def update_thresholds(self, acts: torch.Tensor) -> None:
+        smallest = torch.where(acts > 0, acts, torch.inf).min(0).values
+        seen = torch.isfinite(smallest)
+        rate = self._threshold_rate(self.threshold_updates)
+        new = (1 - rate) * self.inference_threshold + rate * torch.where(seen, smallest, 0).double()
+        self.inference_threshold.copy_(torch.where(seen, new, self.inference_threshold))
+        self.threshold_updates += seen.long()
+
+
+class MutualChoiceTrainingSAE(_AdaptiveTrainingSAE):
+    cfg: MutualChoiceTrainingSAEConfig  # type: ignore[assignment]
+
+    @override
+    def select(self, hidden_pre: torch.Tensor) -> torch.Tensor:
+        # the running threshold, a little lowered, is a guess of the cut-off that makes the exact
+        # selection cheap (see selection.mutual_choice_guided); the result equals mutual_choice's
+        guess = float(self.inference_threshold[0]) * GUESS_MARGIN if int(self.threshold_updates[0]) > 0 else None
+        return selection.mutual_choice_guided(hidden_pre, selection.budget_for(self.cfg.k, hidden_pre.shape[0]), guess)
+
+    @override
+    def update_thresholds(self, acts: torch.Tensor) -> None:
+        pos = acts[acts > 0]
+        if pos.numel():  # one threshold shared by all features
+            rate = self._threshold_rate(self.threshold_updates[:1])
+            self.inference_threshold.mul_(1 - rate).add_(rate * pos.min().double())
+            self.threshold_updates += 1
+
+
+def _register() -> None:
+    for name, cls, cfg in (("feature_choice", FeatureChoiceSAE, FeatureChoiceSAEConfig),
+                           ("mutual_choice", MutualChoiceSAE, MutualChoiceSAEConfig)):
+        if name not in SAE_CLASS_REGISTRY:
+            register_sae_class(name, cls, cfg)
+    for name, cls, cfg in (("feature_choice", FeatureChoiceTrainingSAE, FeatureChoiceTrainingSAEConfig),
+                           ("mutual_choice", MutualChoiceTrainingSAE, MutualChoiceTrainingSAEConfig)):
+        if name not in SAE_TRAINING_CLASS_REGISTRY:
+            register_sae_training_class(name, cls, cfg)
+
+
+_register()

@@ -1,0 +1,105 @@
+"""Token-feature selection rules (Ayonrinde 2024), on a pre-activation matrix Z' of B tokens x F features.
+
+Each returns Z = S ⊙ ReLU(Z') for a selection mask S under a total budget of k·B matches:
+- TopK (per token): each row keeps its top k.  (SAELens's `TopK` does this during training.)
+- Feature Choice: each column f keeps its top m_f rows; rows get a variable number of features.
+- Mutual Choice: the top k·B entries of the whole matrix, no row or column cap (= BatchTopK's rule).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def topk_per_token(z: torch.Tensor, k: int) -> torch.Tensor:
+    vals, idx = z.topk(k, dim=-1, sorted=False)
+    return torch.zeros_like(z).scatter(-1, idx, vals.relu())
+
+
+def feature_choice(z: torch.Tensor, capacities: torch.Tensor) -> torch.Tensor:
+    """Column f keeps (at most) its capacities[f] largest entries; z is [B, F], capacities [F] ints."""
+    b = z.shape[0]
+    caps = capacities.clamp(0, b).to(z.device)
+    m_max = int(caps.max()) if caps.numel() else 0
+    if m_max == 0:
+        return torch.zeros_like(z)
+    vals, idx = z.relu().topk(m_max, dim=0, sorted=True)  # [m_max, F], largest first
+    keep = torch.arange(m_max, device=z.device)[:, None] < caps[None, :]
+    return torch.zeros_like(z).scatter(0, idx, vals * keep)
+
+
+def mutual_choice(z: torch.Tensor, budget: int) -> torch.Tensor:
+    """The `budget` largest entries of ReLU(z) over the whole [B, F] matrix."""
+    acts = z.relu()
+    flat = acts.flatten()
+    budget = min(int(budget), flat.numel())
+    vals, idx = flat.topk(budget, sorted=False)
+    return torch.zeros_like(flat).scatter(-1, idx, vals).reshape(acts.shape)
+
+
+def budget_for(k: float, n_tokens: int) -> int:
+    return int(k * n_tokens)
+
+
+def uniform_capacities(k: float, n_tokens: int, n_features: int, device=None) -> torch.Tensor:
+    """m = floor(k·B / F) for every feature (never above the budget), at least 1 so no feature is locked out."""
+    m = max(1, int(k * n_tokens // n_features))
+    return torch.full((n_features,), min(m, n_tokens), dtype=torch.long, device=device)
+
+
+def zipf_profile(n_features: int, exponent: float, device=None) -> torch.Tensor:
+    """Share of the budget of the feature at each rank: p_r ∝ r^-exponent, r = 1..F, summing to 1."""
+    r = torch.arange(1, n_features + 1, dtype=torch.float64, device=device)
+    p = r.pow(-exponent)
+    return p / p.sum()
+
+
+def zipf_capacities(k: float, n_tokens: int, density: torch.Tensor, exponent: float) -> torch.Tensor:
+    """Per-feature capacities shaped like a Zipf law over the features' current density ranks.
+
+    The feature with the r-th highest density gets m = floor(k·B·p_r) (at least 1, at most B): frequent
+    features may take many tokens of the batch, rare ones a few, as feature densities in trained
+    SAEs are close to Zipf-distributed (the paper's observation).
+    """
+    n_features = density.numel()
+    shares = zipf_profile(n_features, exponent, device=density.device)
+    order = density.argsort(descending=True, stable=True)
+    caps = torch.empty(n_features, dtype=torch.long, device=density.device)
+    caps[order] = (shares * (k * n_tokens)).floor().long()
+    return caps.clamp(1, n_tokens)
+
+
+def selection_counts(acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(active features per token, active tokens per feature) of an activation matrix."""
+    nz = acts != 0
+    return nz.sum(-1), nz.sum(0)
+
+
+def check_k(k: float, d_sae: int) -> None:
+    if not (k > 0 and math.isfinite(k)):
+        raise ValueError("k must be a positive number")
+    if k > d_sae:
+        raise ValueError(f"k = {k} is larger than the number of features d_sae = {d_sae}")
+
+
+# --- a fast exact path for Mutual Choice, given a guess of the cut-off (the running threshold) --------
+# A top-k over the whole B x F matrix costs 2-3x TopK's per-row top-k on CPU. Training already tracks
+# the cut-off as the inference threshold, so the entries above a slightly lower guess are a small
+# superset of the selection, and the exact selection is taken among them. When the guess is too high
+# for the answer to be certain, the reference rule runs instead: the result is always identical.
+# (The same idea for Feature Choice's per-column cut-offs did not pay off on CPU: scattering the
+# candidates column by column cost more than the column top-k it saved.)
+
+def mutual_choice_guided(z: torch.Tensor, budget: int, guess: float | None) -> torch.Tensor:
+    acts = z.relu()
+    budget = min(int(budget), acts.numel())
+    if guess is None or not guess > 0:
+        return mutual_choice(z, budget)
+    flat = acts.flatten()
+    cand_idx = (flat > guess).nonzero().squeeze(1)
+    if cand_idx.numel() < budget:  # the guess was too high: some selected entries lie below it
+        return mutual_choice(z, budget)
+    vals, pos = flat[cand_idx].topk(budget, sorted=False)
+    return torch.zeros_like(flat).scatter(-1, cand_idx[pos], vals).reshape(acts.shape)
+

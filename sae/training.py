@@ -1,0 +1,244 @@
+"""Train TopK, Feature Choice and Mutual Choice SAEs on cached activations.
+
+One recipe for all three, so that they differ only in the selection rule (Gao et al. 2024):
+- decoder rows initialised to unit norm and the encoder to the decoder's transpose (SAELens with
+  decoder_init_norm=1); decoder rows re-normalised after every step, with the gradient component
+  parallel to each row removed before the step; b_dec initialised to the geometric median of a sample;
+- Adam (eps 6.25e-10), optional linear warm-up, gradient clipping at norm 1;
+- a latent is dead when it has not fired for `dead_tokens` training tokens; the aux loss sees that mask.
+TopK is SAELens's own `TopKTrainingSAE`; Feature and Mutual Choice are ours (`sae.architectures`).
+
+Progress is reported through a callback (which also carries cancellation); the run keeps a
+checkpoint (weights, optimiser, step, history) so that a cancelled or crashed run resumes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from sae_lens.saes.sae import TrainStepInput, TrainingSAE
+from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+
+from .architectures import (AUX_LOSSES, CAPACITIES, FeatureChoiceTrainingSAE, FeatureChoiceTrainingSAEConfig,
+                            MutualChoiceTrainingSAE, MutualChoiceTrainingSAEConfig)
+
+ARCHITECTURES = ("topk", "feature_choice", "mutual_choice")
+CHECKPOINT = "checkpoint.pt"
+HISTORY = "history.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: str = "topk"
+    k: float = 16
+    d_sae: int = 1536
+    n_tokens: int = 2_000_000
+    batch_size: int = 4096
+    lr: float = 1e-3
+    warmup_steps: int = 50
+    aux_loss: str = "aux_k"  # for Feature/Mutual Choice; TopK uses SAELens's aux_k
+    aux_coefficient: float = 1 / 32
+    capacity: str = "uniform"  # Feature Choice only
+    zipf_exponent: float = 1.0
+    dead_tokens: int = 1_000_000
+    log_every: int = 20
+    checkpoint_every: int = 200
+    seed: int = 0
+
+    @property
+    def n_steps(self) -> int:
+        return max(1, self.n_tokens // self.batch_size)
+
+    def validate(self, d_in: int | None = None) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture '{self.arch}'; use one of {', '.join(ARCHITECTURES)}")
+        if self.d_sae < 1:
+            raise ValueError("d_sae must be positive")
+        if not (0 < self.k <= self.d_sae):
+            raise ValueError(f"k must be in (0, d_sae]; got k = {self.k} with d_sae = {self.d_sae}")
+        if self.arch == "topk" and float(self.k) != int(self.k):
+            raise ValueError("TopK needs an integer k")
+        if self.n_tokens < self.batch_size:
+            raise ValueError(f"n_tokens ({self.n_tokens}) must be at least one batch ({self.batch_size})")
+        if self.aux_loss not in AUX_LOSSES:
+            raise ValueError(f"aux_loss must be one of {', '.join(AUX_LOSSES)}")
+        if self.capacity not in CAPACITIES:
+            raise ValueError(f"capacity must be one of {', '.join(CAPACITIES)}")
+        if self.lr <= 0 or not math.isfinite(self.lr):
+            raise ValueError("lr must be positive")
+
+
+def build_sae(cfg: TrainConfig, d_in: int, metadata: dict | None = None, device: str = "cpu") -> TrainingSAE:
+    common = dict(d_in=d_in, d_sae=cfg.d_sae, decoder_init_norm=1.0, rescale_acts_by_decoder_norm=False,
+                  aux_loss_coefficient=cfg.aux_coefficient, device=device)
+    if cfg.arch == "topk":
+        sae = TopKTrainingSAE(TopKTrainingSAEConfig(k=int(cfg.k), **common))
+    elif cfg.arch == "feature_choice":
+        sae = FeatureChoiceTrainingSAE(FeatureChoiceTrainingSAEConfig(
+            k=float(cfg.k), aux_loss=cfg.aux_loss, capacity=cfg.capacity, zipf_exponent=cfg.zipf_exponent, **common))
+    else:
+        sae = MutualChoiceTrainingSAE(MutualChoiceTrainingSAEConfig(k=float(cfg.k), aux_loss=cfg.aux_loss, **common))
+    for key, value in (metadata or {}).items():
+        sae.cfg.metadata[key] = value
+    return sae
+
+
+@torch.no_grad()
+def geometric_median(x: torch.Tensor, iters: int = 30) -> torch.Tensor:
+    """Weiszfeld's algorithm: the point minimising the sum of distances (robust centre for b_dec)."""
+    m = x.mean(0)
+    for _ in range(iters):
+        w = 1 / (x - m).norm(dim=-1).clamp_min(1e-6)
+        m = (w[:, None] * x).sum(0) / w.sum()
+    return m
+
+
+@torch.no_grad()
+def remove_parallel_gradient(sae: TrainingSAE) -> None:
+    if sae.W_dec.grad is None:
+        return
+    w = sae.W_dec.data / sae.W_dec.data.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    sae.W_dec.grad -= (sae.W_dec.grad * w).sum(-1, keepdim=True) * w
+
+
+@torch.no_grad()
+def normalise_decoder(sae: TrainingSAE) -> None:
+    sae.W_dec.data /= sae.W_dec.data.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+
+
+@torch.no_grad()
+def batch_metrics(x: torch.Tensor, x_hat: torch.Tensor, acts: torch.Tensor, mean: torch.Tensor) -> dict:
+    err = (x_hat - x).pow(2).sum()
+    var = (x - mean).pow(2).sum().clamp_min(1e-12)
+    return {"nmse": float(err / var), "l0": float((acts != 0).float().sum(-1).mean())}
+
+
+class SAETrainer:
+    def __init__(self, cfg: TrainConfig, acts: torch.Tensor, out_dir: Path, metadata: dict | None = None,
+                 progress: Callable[[float, str], None] | None = None, device: str = "cpu"):
+        cfg.validate()
+        if acts.ndim != 2:
+            raise ValueError(f"activations must be [tokens, d_in], got shape {tuple(acts.shape)}")
+        self.cfg = cfg
+        self.acts = acts
+        self.device = device
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.progress = progress or (lambda f, m="": None)
+        torch.manual_seed(cfg.seed)
+        self.sae = build_sae(cfg, acts.shape[1], metadata, device)
+        self.mean = acts[: min(len(acts), 65536)].mean(0).to(device)
+        with torch.no_grad():
+            self.sae.b_dec.data = geometric_median(acts[: min(len(acts), 8192)].to(device))
+        self.opt = torch.optim.Adam(self.sae.parameters(), lr=cfg.lr, eps=6.25e-10)
+        self.steps_since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
+        self.step = 0
+        self.history: list[dict] = []
+        self.seconds = 0.0
+
+    # --- checkpoints ---
+    def save_checkpoint(self) -> None:
+        state = {"sae": self.sae.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
+                 "steps_since_fired": self.steps_since_fired, "seconds": self.seconds,
+                 "rng": torch.get_rng_state()}
+        tmp = self.out_dir / (CHECKPOINT + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.out_dir / CHECKPOINT)
+
+    def try_resume(self) -> bool:
+        path = self.out_dir / CHECKPOINT
+        if not path.exists():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=True)  # never unpickle objects
+        self.sae.load_state_dict(state["sae"])
+        self.opt.load_state_dict(state["opt"])
+        self.step = int(state["step"])
+        self.steps_since_fired = state["steps_since_fired"].to(self.device)
+        self.seconds = float(state["seconds"])
+        torch.set_rng_state(state["rng"])
+        hist = self.out_dir / HISTORY
+        if hist.exists():
+            self.history = [json.loads(line) for line in hist.read_text().splitlines() if line.strip()]
+            self.history = [h for h in self.history if h["step"] <= self.step]
+            hist.write_text("".join(json.dumps(h) + "\n" for h in self.history))
+        return True
+
+    # --- the loop ---
+    def _batch(self, step: int) -> torch.Tensor:
+        n = len(self.acts)
+        per_epoch = max(1, n // self.cfg.batch_size)
+        epoch, i = divmod(step, per_epoch)
+        g = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
+        # a fresh permutation per epoch; slicing it is cheap, and step -> batch is deterministic (resume)
+        if getattr(self, "_perm_epoch", None) != epoch:
+            self._perm = torch.randperm(n, generator=g)
+            self._perm_epoch = epoch
+        idx = self._perm[i * self.cfg.batch_size : (i + 1) * self.cfg.batch_size]
+        return self.acts[idx].to(self.device, non_blocking=True)
+
+    def train(self) -> list[dict]:
+        cfg = self.cfg
+        n_steps = cfg.n_steps
+        dead_steps = max(1, cfg.dead_tokens // cfg.batch_size)
+        self.sae.train()
+        hist_fh = open(self.out_dir / HISTORY, "a")
+        try:
+            while self.step < n_steps:
+                t0 = time.perf_counter()
+                x = self._batch(self.step)
+                lr_scale = min(1.0, (self.step + 1) / max(1, cfg.warmup_steps))
+                for group in self.opt.param_groups:
+                    group["lr"] = cfg.lr * lr_scale
+                dead = self.steps_since_fired >= dead_steps
+                out = self.sae.training_forward_pass(TrainStepInput(
+                    sae_in=x, coefficients={}, dead_neuron_mask=dead, n_training_steps=self.step,
+                    is_logging_step=False))
+                self.opt.zero_grad(set_to_none=True)
+                out.loss.backward()
+                remove_parallel_gradient(self.sae)
+                torch.nn.utils.clip_grad_norm_(self.sae.parameters(), 1.0)
+                self.opt.step()
+                normalise_decoder(self.sae)
+                with torch.no_grad():
+                    fired = (out.feature_acts != 0).any(0)
+                    self.steps_since_fired += 1
+                    self.steps_since_fired[fired] = 0
+                self.step += 1
+                self.seconds += time.perf_counter() - t0
+                if self.step % cfg.log_every == 0 or self.step == n_steps:
+                    rec = {"step": self.step, "tokens": self.step * cfg.batch_size, "loss": out.loss.item(),
+                           "mse": out.losses["mse_loss"].item(),
+                           "aux": out.losses.get("auxiliary_reconstruction_loss", torch.tensor(0.0)).item(),
+                           **batch_metrics(x, out.sae_out, out.feature_acts, self.mean),
+                           "dead_fraction": float(dead.float().mean()), "seconds": round(self.seconds, 3)}
+                    self.history.append(rec)
+                    hist_fh.write(json.dumps(rec) + "\n")
+                    hist_fh.flush()
+                if self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+                try:
+                    self.progress(self.step / n_steps, f"step {self.step}/{n_steps}")
+                except BaseException:
+                    self.save_checkpoint()  # cancelled: keep what we have, so the run can resume
+                    raise
+        finally:
+            hist_fh.close()
+        self.save_checkpoint()
+        self.sae.eval()
+        return self.history
+
+    def dead_mask(self) -> torch.Tensor:
+        return self.steps_since_fired >= max(1, self.cfg.dead_tokens // self.cfg.batch_size)
+
+    def save_inference(self, folder: Path) -> Path:
+        self.sae.save_inference_model(folder)
+        return Path(folder)
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    return asdict(cfg)
