@@ -45,13 +45,18 @@ lock:
 	  .lockvenv/bin/pip freeze --all | grep -v -e '^pip==' -e '^-e ' -e '^torchvision' | sed 's/+cpu$$//' ) > requirements.lock
 	rm -rf .lockvenv
 
-# Rebuild the embedded model zoo from scratch (about 70 minutes on 2 CPU cores; see README).
+# Rebuild the embedded model zoo from scratch (about 75 minutes on 2 CPU cores; see README).
 zoo: $(STAMP)
 	$(BIN)/python assets/scripts/build_corpus.py
-	$(BIN)/python assets/scripts/train_lm.py
+	$(BIN)/python assets/scripts/train_lm.py --tokens 24e6 --repeat-share 0.4 --lr 2e-3 --max-minutes 65
 	$(BIN)/python assets/scripts/train_modadd.py
 	$(BIN)/python assets/scripts/train_digits.py
 	HF_HUB_OFFLINE=1 $(BIN)/workbench zoo-check --json
+
+# Benchmarks (results go into BENCHMARKS.md by hand, with the command line): run on a quiet machine.
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_result_cache.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_sae.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

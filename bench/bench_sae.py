@@ -107,7 +107,8 @@ def throughput(acts, device, rounds, steps, batch, d_sae, k):
                 i += 1
                 yield acts[idx]
 
-        lens_cfg = SAETrainerConfig(total_training_samples=n, train_batch_size_samples=batch, lr=1e-3, device=device)
+        lens_cfg = SAETrainerConfig(total_training_samples=n, train_batch_size_samples=batch, lr=1e-3, lr_end=1e-3,
+                                   device=device)
         lt = LensTrainer(lens_cfg, sae, provider())
         sync(device)
         t0 = time.perf_counter()

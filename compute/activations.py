@@ -69,7 +69,8 @@ class ActivationCache:
         if not meta_path.exists():
             return None
         meta = json.loads(meta_path.read_text())
-        return ActivationSet(path, meta) if meta["n_tokens"] >= n_tokens else None
+        # a dataset smaller than the request was cached whole: that is all there is
+        return ActivationSet(path, meta) if meta["n_tokens"] >= n_tokens or meta.get("exhausted") else None
 
     def get_or_build(self, lm: LoadedModel, dataset: str, hook: str, n_tokens: int, seq_len: int = 128,
                      batch_size: int = 16, progress: Callable[[float, str], None] | None = None,
@@ -99,10 +100,12 @@ class ActivationCache:
                 shards.append(name)
                 buf, buf_n = [], 0
 
+            # nothing after the hook's block is needed: stop there (saves the later layers and the unembedding)
+            stop = int(hook.split(".")[1]) + 1 if hook.startswith("blocks.") else None
             for i in range(0, len(tokens), batch_size):
                 batch = tokens[i : i + batch_size].to(lm.device)
                 with torch.no_grad(), (lock if lock is not None else nullcontext()):
-                    _, cache = lm.model.run_with_cache(batch, names_filter=lambda n: n == hook)
+                    _, cache = lm.model.run_with_cache(batch, names_filter=lambda n: n == hook, stop_at_layer=stop)
                 a = cache[hook].float().cpu()
                 a = a.reshape(a.shape[0] * a.shape[1], -1)  # [batch*pos, d]; hook_z heads concatenated
                 d = a.shape[1]
@@ -116,7 +119,8 @@ class ActivationCache:
                 flush()
             save_file({"tokens": tokens.contiguous()}, tmp / "tokens.safetensors")
             meta = {"model": lm.id, "fingerprint": lm.fingerprint, "dataset": dataset, "hook": hook,
-                    "seq_len": seq_len, "n_tokens": int(tokens.numel()), "d": d, "shards": shards}
+                    "seq_len": seq_len, "n_tokens": int(tokens.numel()), "d": d, "shards": shards,
+                    "exhausted": len(tokens) < n_rows}
             (tmp / "meta.json").write_text(json.dumps(meta))
             if final.exists():  # a smaller set for the same key: replace it
                 shutil.rmtree(final)

@@ -118,6 +118,8 @@ class _AdaptiveTrainingSAE(TopKTrainingSAE):
 
     # --- selection ---
     def select(self, hidden_pre: torch.Tensor) -> torch.Tensor:
+        """The batch-level selection; also leaves (fires per feature, smallest selected values) in
+        self._stats for the threshold and density updates, computed from the selection alone."""
         raise NotImplementedError
 
     @override
@@ -138,14 +140,15 @@ class _AdaptiveTrainingSAE(TopKTrainingSAE):
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
         out = super().training_forward_pass(step_input)
         with torch.no_grad():
-            acts = out.feature_acts.reshape(-1, self.cfg.d_sae)
-            self.update_thresholds(acts)
+            counts, smallest = self._stats
+            n_tokens = out.feature_acts.reshape(-1, self.cfg.d_sae).shape[0]
+            self.update_thresholds(smallest)
             rho = self.cfg.density_ema
-            self.feature_density.mul_(1 - rho).add_(rho * (acts > 0).float().mean(0))
+            self.feature_density.mul_(1 - rho).add_(rho * counts.float() / n_tokens)
         out.metrics["mean_threshold"] = self.inference_threshold.mean()
         return out
 
-    def update_thresholds(self, acts: torch.Tensor) -> None:
+    def update_thresholds(self, smallest: torch.Tensor) -> None:
         raise NotImplementedError
 
     @override
@@ -178,11 +181,14 @@ class FeatureChoiceTrainingSAE(_AdaptiveTrainingSAE):
 
     @override
     def select(self, hidden_pre: torch.Tensor) -> torch.Tensor:
-        return selection.feature_choice(hidden_pre, self.capacities(hidden_pre.shape[0]))
+        acts, counts, smallest = selection.feature_choice(hidden_pre, self.capacities(hidden_pre.shape[0]),
+                                                          return_stats=True)
+        self._stats = (counts, smallest)
+        return acts
 
     @override
-    def update_thresholds(self, acts: torch.Tensor) -> None:
-        smallest = torch.where(acts > 0, acts, torch.inf).min(0).values
+    def update_thresholds(self, smallest: torch.Tensor) -> None:
+        """θ_f: running average of the smallest value feature f selected (its cut-off in the batch)."""
         seen = torch.isfinite(smallest)
         rate = self._threshold_rate(self.threshold_updates)
         new = (1 - rate) * self.inference_threshold + rate * torch.where(seen, smallest, 0).double()
@@ -198,14 +204,17 @@ class MutualChoiceTrainingSAE(_AdaptiveTrainingSAE):
         # the running threshold, a little lowered, is a guess of the cut-off that makes the exact
         # selection cheap (see selection.mutual_choice_guided); the result equals mutual_choice's
         guess = float(self.inference_threshold[0]) * GUESS_MARGIN if int(self.threshold_updates[0]) > 0 else None
-        return selection.mutual_choice_guided(hidden_pre, selection.budget_for(self.cfg.k, hidden_pre.shape[0]), guess)
+        acts, counts, smallest = selection.mutual_choice_guided(
+            hidden_pre, selection.budget_for(self.cfg.k, hidden_pre.shape[0]), guess, return_stats=True)
+        self._stats = (counts, smallest)
+        return acts
 
     @override
-    def update_thresholds(self, acts: torch.Tensor) -> None:
-        pos = acts[acts > 0]
-        if pos.numel():  # one threshold shared by all features
+    def update_thresholds(self, smallest: torch.Tensor) -> None:
+        """θ: running average of the smallest selected value, one threshold shared by all features."""
+        if torch.isfinite(smallest):
             rate = self._threshold_rate(self.threshold_updates[:1])
-            self.inference_threshold.mul_(1 - rate).add_(rate * pos.min().double())
+            self.inference_threshold.mul_(1 - rate).add_(rate * smallest.double())
             self.threshold_updates += 1
 
 

@@ -17,16 +17,25 @@ def topk_per_token(z: torch.Tensor, k: int) -> torch.Tensor:
     return torch.zeros_like(z).scatter(-1, idx, vals.relu())
 
 
-def feature_choice(z: torch.Tensor, capacities: torch.Tensor) -> torch.Tensor:
-    """Column f keeps (at most) its capacities[f] largest entries; z is [B, F], capacities [F] ints."""
+def feature_choice(z: torch.Tensor, capacities: torch.Tensor, return_stats: bool = False):
+    """Column f keeps (at most) its capacities[f] largest entries; z is [B, F], capacities [F] ints.
+
+    With return_stats, also (tokens selected with a positive value per feature, the smallest such value
+    per feature or +inf), read off the small [m, F] top-k rather than another pass over the matrix.
+    """
     b = z.shape[0]
     caps = capacities.clamp(0, b).to(z.device)
     m_max = int(caps.max()) if caps.numel() else 0
     if m_max == 0:
-        return torch.zeros_like(z)
-    vals, idx = z.relu().topk(m_max, dim=0, sorted=True)  # [m_max, F], largest first
-    keep = torch.arange(m_max, device=z.device)[:, None] < caps[None, :]
-    return torch.zeros_like(z).scatter(0, idx, vals * keep)
+        out = torch.zeros_like(z)
+        return (out, torch.zeros(z.shape[1], dtype=torch.long, device=z.device),
+                torch.full((z.shape[1],), torch.inf, device=z.device)) if return_stats else out
+    vals, idx = z.topk(m_max, dim=0, sorted=True)  # [m_max, F], largest first
+    kept = (torch.arange(m_max, device=z.device)[:, None] < caps[None, :]) & (vals > 0)
+    out = torch.zeros_like(z).scatter(0, idx, vals * kept)
+    if not return_stats:
+        return out
+    return out, kept.sum(0), torch.where(kept, vals, torch.inf).min(0).values
 
 
 def mutual_choice(z: torch.Tensor, budget: int) -> torch.Tensor:
@@ -91,15 +100,22 @@ def check_k(k: float, d_sae: int) -> None:
 # (The same idea for Feature Choice's per-column cut-offs did not pay off on CPU: scattering the
 # candidates column by column cost more than the column top-k it saved.)
 
-def mutual_choice_guided(z: torch.Tensor, budget: int, guess: float | None) -> torch.Tensor:
-    acts = z.relu()
-    budget = min(int(budget), acts.numel())
-    if guess is None or not guess > 0:
-        return mutual_choice(z, budget)
-    flat = acts.flatten()
-    cand_idx = (flat > guess).nonzero().squeeze(1)
-    if cand_idx.numel() < budget:  # the guess was too high: some selected entries lie below it
-        return mutual_choice(z, budget)
-    vals, pos = flat[cand_idx].topk(budget, sorted=False)
-    return torch.zeros_like(flat).scatter(-1, cand_idx[pos], vals).reshape(acts.shape)
+def mutual_choice_guided(z: torch.Tensor, budget: int, guess: float | None, return_stats: bool = False):
+    """= mutual_choice(z, budget). With return_stats, also (positive selections per feature, the
+    smallest positive selected value), from the selected entries alone."""
+    budget = min(int(budget), z.numel())
+    flat = z.flatten()
+    cand_idx = (flat > guess).nonzero().squeeze(1) if guess is not None and guess > 0 else None
+    if cand_idx is None or cand_idx.numel() < budget:  # no guess, or too high: the full top-k
+        vals, sel = flat.relu().topk(budget, sorted=False)
+    else:  # candidates are above a positive guess, so already positive: no ReLU pass over the matrix
+        vals, pos = flat[cand_idx].topk(budget, sorted=False)
+        sel = cand_idx[pos]
+    out = torch.zeros_like(flat).scatter(-1, sel, vals).reshape(z.shape)
+    if not return_stats:
+        return out
+    positive = vals > 0
+    counts = torch.bincount(sel[positive] % z.shape[-1], minlength=z.shape[-1])
+    smallest = vals[positive].min() if bool(positive.any()) else torch.tensor(torch.inf, device=z.device)
+    return out, counts, smallest
 

@@ -17,6 +17,10 @@ def report(capsys_module=None):
     return json.loads(buf.getvalue())
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "open gap (issue 2): the committed zoo LM learned to copy repeats at the one period it was trained on "
+    "((ctx-1)//2 = 127 tokens) with a fixed-offset head, not with induction heads; at the unseen period 64 "
+    "used here the second copy is not predicted. strict: this fails loudly once a retrained LM passes."))
 def test_zoo_lm_has_induction_heads(report):
     lm = report["zoo-lm"]
     # random tokens are unpredictable the first time (~ln 4096 = 8.3 nats) and copied the second

@@ -45,6 +45,23 @@ def repeated_random_batch(gen: torch.Generator, batch: int, ctx: int, vocab: int
     return torch.cat([bos, rnd, rnd, rnd[:, : ctx - 1 - 2 * half]], dim=1)
 
 
+def varied_repeat_batch(gen: torch.Generator, batch: int, ctx: int, vocab: int, eot_id: int,
+                        min_len: int = 8, max_len: int = 120) -> torch.Tensor:
+    """`[EOT] R1 R1 R2 R2 ...` with random lengths |Ri|: the copy offset changes from pair to pair, so
+    only a content-based mechanism (an induction head) predicts the second copies, not a head that
+    attends a fixed distance back."""
+    rows = []
+    for _ in range(batch):
+        row = [eot_id]
+        while len(row) < ctx:
+            n = int(torch.randint(min_len, max_len + 1, (1,), generator=gen))
+            r = torch.randint(0, vocab - 1, (n,), generator=gen)
+            r = r + (r >= eot_id).long()
+            row.extend(r.tolist() * 2)
+        rows.append(row[:ctx])
+    return torch.tensor(rows, dtype=torch.long)
+
+
 def natural_batch(rng: np.random.Generator, data: np.ndarray, batch: int, ctx: int, eot_id: int) -> torch.Tensor:
     starts = rng.integers(0, len(data) - ctx, size=batch)
     rows = np.stack([data[s : s + ctx - 1] for s in starts])
@@ -59,9 +76,11 @@ def evaluate(model, held: np.ndarray, gen_seed: int, ctx: int, vocab: int, eot_i
     x = natural_batch(rng, held, 32, ctx, eot_id)
     logits = model(x).logits
     held_loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), x[:, 1:].flatten()).item()
-    half = (ctx - 1) // 2
+    # the check uses a repeat length never used in fixed-mode training (64, not (ctx-1)//2), so a
+    # head that merely attends a fixed distance back does not pass for an induction head
+    half = 64
     g = torch.Generator().manual_seed(gen_seed)
-    r = repeated_random_batch(g, 32, ctx, vocab, eot_id)
+    r = repeated_random_batch(g, 32, 2 * half + 1, vocab, eot_id)
     lg = model(r).logits
     per_tok = torch.nn.functional.cross_entropy(lg[:, :-1].flatten(0, 1), r[:, 1:].flatten(), reduction="none").view(32, -1)
     first = per_tok[:, : half - 1].mean().item()  # predicting tokens 2..half of the first copy
@@ -84,6 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-minutes", type=float, default=float("inf"), help="stop early (and save) after this long")
+    ap.add_argument("--repeat-mode", choices=["fixed", "varied"], default="fixed",
+                    help="fixed: [EOT] R R with |R| = (ctx-1)//2; varied: pairs of random lengths 8..120")
+    ap.add_argument("--init-from", type=Path, default=None, help="continue from this checkpoint folder")
+    ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (schedule unchanged)")
     args = ap.parse_args(argv)
 
     from transformers import AutoTokenizer, GPTNeoXConfig, GPTNeoXForCausalLM
@@ -105,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         tie_word_embeddings=False, bos_token_id=eot_id, eos_token_id=eot_id,
         attention_dropout=0.0, hidden_dropout=0.0,
     )
-    model = GPTNeoXForCausalLM(cfg)
+    model = GPTNeoXForCausalLM.from_pretrained(args.init_from) if args.init_from else GPTNeoXForCausalLM(cfg)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"params {n_params/1e6:.2f}M", flush=True)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
@@ -122,8 +145,10 @@ def main(argv: list[str] | None = None) -> None:
     t0, log = time.time(), []
     for step in range(steps):
         parts = [natural_batch(rng, train_ids, args.batch - n_rep, args.ctx, eot_id)]
-        if n_rep:
+        if n_rep and args.repeat_mode == "fixed":
             parts.append(repeated_random_batch(gen, n_rep, args.ctx, vocab, eot_id))
+        elif n_rep:
+            parts.append(varied_repeat_batch(gen, n_rep, args.ctx, vocab, eot_id))
         x = torch.cat(parts)
         loss = model(x, labels=x).loss
         opt.zero_grad(set_to_none=True)
@@ -138,11 +163,13 @@ def main(argv: list[str] | None = None) -> None:
             log.append(ev)
             print(json.dumps(ev), flush=True)
             model.save_pretrained(args.out)  # a usable checkpoint at every log point
-        if elapsed > args.max_minutes:
+        if elapsed > args.max_minutes or (args.max_steps is not None and step + 1 >= args.max_steps):
             break
     model.save_pretrained(args.out)
-    (args.out / "training_log.json").write_text(json.dumps(
-        {"args": {k: str(v) for k, v in vars(args).items()}, "params": n_params, "log": log}, indent=1))
+    log_path = args.out / "training_log.json"
+    stages = json.loads(log_path.read_text()).get("stages", []) if args.init_from and log_path.exists() else []
+    stages.append({"args": {k: str(v) for k, v in vars(args).items()}, "params": n_params, "log": log})
+    log_path.write_text(json.dumps({"stages": stages}, indent=1))
 
 
 if __name__ == "__main__":

@@ -35,3 +35,13 @@ def test_unknown_hook_and_bad_sizes(zoo_lm, tmp_path):
         cache.get_or_build(zoo_lm, "zoo-stdlib", "blocks.0.hook_resid_post", 0)
     with pytest.raises(BadInput, match="unknown dataset"):
         cache.get_or_build(zoo_lm, "wikipedia", "blocks.0.hook_resid_post", 128)
+
+
+def test_a_dataset_smaller_than_the_request_is_cached_whole_once(zoo_lm, tmp_path):
+    text = tmp_path / "small.txt"
+    text.write_text("def f(x):\n    return x\n" * 50)
+    cache = ActivationCache(tmp_path / "acts")
+    first = cache.get_or_build(zoo_lm, f"text:{text}", "blocks.0.hook_resid_post", n_tokens=100_000, seq_len=32)
+    assert first.meta["exhausted"] and first.n_tokens < 100_000
+    again = cache.get_or_build(zoo_lm, f"text:{text}", "blocks.0.hook_resid_post", n_tokens=100_000, seq_len=32)
+    assert cache.builds == 1 and again.path == first.path
