@@ -103,8 +103,10 @@ class JobManager:
                     self.store.finish_job(rec.id, "cancelled", message="cancelled (worker killed)")
 
     def reap(self) -> int:
-        """Mark jobs whose worker is gone as failed. Returns how many were marked."""
+        """Mark jobs whose worker is gone as failed (and kill workers that ignore a cancel). Returns how
+        many were marked."""
         self._poll_children()
+        self.enforce_cancels()
         n = 0
         for rec in self.store.list_jobs():
             if rec.active and rec.pid is not None and not pid_alive(rec.pid):

@@ -36,7 +36,6 @@ def job_table():
                        for j in jobs])
     st.dataframe(df, hide_index=True, column_config={
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent")})
-    wb.jobs.enforce_cancels()
 
 
 job_table()

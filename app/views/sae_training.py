@@ -84,7 +84,8 @@ with tab_train:
                                                        "attn.hook_z", "hook_attn_out", "mlp.hook_post"))]
     with st.form("sae_train_form"):
         c1, c2, c3 = st.columns(3)
-        hook = c1.selectbox("Hook", hooks, key="sae_hook",
+        default_hook = next((i for i, h in enumerate(hooks) if h.endswith("hook_resid_post")), 0)
+        hook = c1.selectbox("Hook", hooks, index=default_hook, key="sae_hook",
                             help="hook_z trains on all heads concatenated (n_heads x d_head)")
         arch = c2.radio("Architecture", list(ARCHITECTURES), format_func=ARCH_LABELS.get, key="sae_arch",
                         horizontal=True)
