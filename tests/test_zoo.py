@@ -7,7 +7,7 @@ from cli.main import main as cli
 
 
 @pytest.fixture(scope="module")
-def report(capsys_module=None):
+def report():
     import contextlib
     import io
 
