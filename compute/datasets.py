@@ -16,7 +16,7 @@ from .settings import ASSETS
 
 EOT = "<|endoftext|>"
 CORPUS = ASSETS / "corpus" / "python-stdlib.txt.xz"
-HELD_OUT_EVERY = 20  # must match assets/scripts/build_corpus.py
+HELD_OUT_EVERY = 20  # assets/scripts/build_corpus.py splits by this too
 DATASETS = {"zoo-stdlib": "Python standard library source (train split of the zoo corpus)",
             "zoo-stdlib-heldout": "Python standard library source (held-out files)"}
 

@@ -49,14 +49,15 @@ else:
         st.text_area("Prompt", key="prompt_text", height=120)
         st.number_input("top-k predictions", 1, 50, key="prompt_top_k")
         run = st.form_submit_button("Run prompt", type="primary")
+    fresh = None  # the outcome computed in this rerun, shown without reading it back from disk
     if run:
         try:
             spec = PromptSpec(model=lm.id, prompt=st.session_state["prompt_text"],
                               top_k=int(st.session_state["prompt_top_k"]))
             spec.validate()
             with st.spinner("running the model…"):
-                outcome = wb.run(spec)
-            st.session_state["prompt_active"] = outcome.spec_hash
+                fresh = wb.run(spec)
+            st.session_state["prompt_active"] = fresh.spec_hash
         except Exception as e:  # noqa: BLE001
             widgets.show_error(e)
             st.session_state.pop("prompt_active", None)
@@ -67,7 +68,7 @@ else:
             spec = wb.load_shared(active)
             if spec.model != lm.id:
                 raise WorkbenchError(f"this analysis was run on {spec.model}; pick that model to see it")
-            outcome = wb.run(spec)  # a cache hit after the first run: a disk read
+            outcome = fresh if fresh is not None and fresh.spec_hash == active else wb.run(spec)  # else: from cache
             urlstate.set_params(a=outcome.spec_hash, model=lm.id)
             res = outcome.result
             s = res.summary

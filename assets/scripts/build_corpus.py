@@ -3,7 +3,7 @@
 Why the standard library: it is real text (code, docstrings, comments) with plenty of repeated
 identifiers -- the kind of structure that rewards induction heads -- and it is redistributable under
 the PSF License 2.0 (copied beside the corpus). Files are read in sorted order, so the corpus is
-deterministic for a given Python build; every HELD_OUT_EVERY-th file is held out for evaluation.
+deterministic for a given Python build; every 20th file is held out (compute.datasets.HELD_OUT_EVERY) for evaluation.
 
 Writes assets/corpus/python-stdlib.txt.xz (documents separated by the end-of-text token),
 assets/corpus/LICENSE-PSF.txt and the byte-level BPE tokenizer files into the zoo LM folder.
@@ -17,10 +17,11 @@ import sys
 import sysconfig
 from pathlib import Path
 
-EOT = "<|endoftext|>"
-HELD_OUT_EVERY = 20
 ASSETS = Path(__file__).resolve().parents[1]
-CORPUS_PATH = ASSETS / "corpus" / "python-stdlib.txt.xz"
+sys.path.insert(0, str(ASSETS.parent))
+# the corpus location, separator and train/held-out split are the workbench's own (compute.datasets)
+from compute.datasets import CORPUS as CORPUS_PATH  # noqa: E402
+from compute.datasets import EOT, corpus_documents  # noqa: E402
 
 
 def stdlib_files(stdlib: Path) -> list[Path]:
@@ -54,11 +55,7 @@ def build_corpus(max_bytes: int) -> list[str]:
 
 def load_corpus() -> tuple[list[str], list[str]]:
     """(train documents, held-out documents) of the shipped corpus."""
-    with lzma.open(CORPUS_PATH, "rt", encoding="utf-8") as fh:
-        docs = fh.read().split(EOT)
-    held = [d for i, d in enumerate(docs) if i % HELD_OUT_EVERY == 0]
-    train = [d for i, d in enumerate(docs) if i % HELD_OUT_EVERY != 0]
-    return train, held
+    return corpus_documents("train"), corpus_documents("heldout")
 
 
 def train_tokenizer(docs: list[str], vocab_size: int, out_dir: Path) -> None:
