@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 8501
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test install browser lock zoo bench clean
+.PHONY: run test install browser lock zoo bench bench-env clean
 
 install: $(STAMP)
 
@@ -54,9 +54,19 @@ zoo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/workbench zoo-check --json
 
 # Benchmarks (results go into BENCHMARKS.md by hand, with the command line): run on a quiet machine.
-bench: $(STAMP)
+bench: $(STAMP) bench-env
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_result_cache.py
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_sae.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_dashboards.py --peer-python $(PEER)/bin/python
+
+# The sae-dashboard peer of bench/bench_dashboards.py in its own venv (it pins transformer-lens 2.x).
+PEER := .bench-venvs/sae-dashboard
+bench-env: $(PEER)/.installed
+$(PEER)/.installed: bench/sae_dashboard.lock
+	test -x $(PEER)/bin/python || $(PY) -m venv $(PEER)
+	$(PEER)/bin/pip install -q --disable-pip-version-check --no-deps -r bench/sae_dashboard.lock
+	! $(PEER)/bin/pip show -q torchvision 2>/dev/null
+	touch $@
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .bench-venvs

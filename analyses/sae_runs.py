@@ -204,6 +204,32 @@ def run_sae_eval(spec: SAEEvalSpec, ctx) -> Result:
     return _eval_result(SAEEvalSpec.KIND, sae, lm, hook, eval_set, extra, None, arch)
 
 
+def finished_sae_runs(wb, model_id: str) -> list[tuple[str, Spec]]:
+    """(hash, spec) of every SAE training or evaluation run of this model that has a stored result."""
+    out = []
+    for kind, cls in ((SAETrainSpec.KIND, SAETrainSpec), (SAEEvalSpec.KIND, SAEEvalSpec)):
+        for h, data, _ in wb.store.list_specs(kind):
+            if data.get("model") != model_id:
+                continue
+            try:
+                spec = cls.from_dict(data)
+            except BadInput:  # a spec written by an older version: skip it
+                continue
+            if wb.results.get(wb.result_key(spec)) is not None:
+                out.append((h, spec))
+    return out
+
+
+ARCH_LABELS = {"topk": "TopK", "feature_choice": "Feature Choice", "mutual_choice": "Mutual Choice"}
+
+
+def run_label(h: str, spec: Spec) -> str:
+    if isinstance(spec, SAETrainSpec):
+        arch = ARCH_LABELS.get(spec.arch, spec.arch)
+        return f"{arch} k={spec.k:g} d_sae={spec.d_sae} {spec.hook} · {h}"
+    return f"loaded {getattr(spec, 'sae', '')} · {h}"
+
+
 def _arch_label(summary: dict) -> str:
     arch = summary.get("arch") or "other"
     return arch if arch in ("topk", "feature_choice", "mutual_choice") else "other"

@@ -56,7 +56,12 @@ class Workbench:
         self.jobs.reap()
 
     def result_key(self, spec: Spec) -> str:
-        return result_key(spec.hash, self.models.fingerprint(spec.model))
+        fingerprint = self.models.fingerprint(spec.model)
+        if getattr(spec, "sae", ""):  # an SAE's weights matter as much as the model's
+            from .sae_source import sae_fingerprint
+
+            fingerprint += ":" + sae_fingerprint(self, spec.sae)
+        return result_key(spec.hash, fingerprint)
 
     def cached(self, spec: Spec) -> Result | None:
         path = self.results.get(self.result_key(spec))

@@ -14,6 +14,8 @@ PAGES = {
     "models": st.Page("views/models.py", title="Models", icon=":material/memory:", default=True),
     "sae_training": st.Page("views/sae_training.py", title="SAE training", icon=":material/model_training:",
                             url_path="sae_training"),
+    "sae_browser": st.Page("views/sae_browser.py", title="SAE browser", icon=":material/travel_explore:",
+                           url_path="sae_browser"),
     "jobs": st.Page("views/jobs.py", title="Jobs & exports", icon=":material/pending_actions:", url_path="jobs"),
 }
 nav = st.navigation(list(PAGES.values()), position="top")

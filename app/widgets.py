@@ -61,3 +61,41 @@ def export_all_button(result: Result, spec_hash: str, key: str) -> None:
 def share_box(link: str) -> None:
     st.caption("Copy share link (the copy icon is on the right; anyone with access to this server can open it)")
     st.code(link, language=None)
+
+
+def job_result(wb, spec, key: str, action: str) -> Result | None:
+    """A long analysis behind a button: its stored result when there is one; otherwise its running job's
+    live progress (started here or by anyone else), or a button that starts it as a background job."""
+    cached = wb.cached(spec)
+    if cached is not None:
+        return cached
+    active = next((j for j in wb.jobs.list() if j.spec_hash == spec.hash and j.active), None)
+    if active is None:
+        last = next((j for j in wb.jobs.list() if j.spec_hash == spec.hash), None)
+        if last is not None and last.status == "failed":
+            st.error(f"The last run failed: {last.error}")
+        if st.button(action, key=f"{key}-start", type="primary"):
+            try:
+                active = wb.submit(spec)
+            except Exception as e:  # noqa: BLE001
+                show_error(e)
+                return None
+        else:
+            return None
+
+    @st.fragment(run_every="1s")
+    def follow(job_id: str):
+        rec = wb.jobs.get(job_id)
+        if rec is None:
+            return
+        if rec.active:
+            st.progress(rec.progress, text=f"job `{rec.id}`: {rec.message or rec.status}")
+            if st.button("Cancel", key=f"{key}-cancel-{rec.id}"):
+                wb.jobs.cancel(rec.id)
+        elif rec.status == "done":
+            st.rerun()
+        else:
+            st.error(rec.error or f"job {rec.status}")
+
+    follow(active.id)
+    return None

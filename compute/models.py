@@ -153,7 +153,7 @@ def list_models(settings: Settings) -> list[ModelInfo]:
     return out
 
 
-def _hash_files(folder: Path) -> str:
+def hash_files(folder: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(folder.iterdir()):
         if p.suffix in {".safetensors", ".bin", ".json", ".model"} and p.is_file():
@@ -262,7 +262,7 @@ class ModelRegistry:
                 if mid == info.id:
                     return lm.fingerprint
         if info.path and Path(info.path).is_dir():
-            return _hash_files(Path(info.path))
+            return hash_files(Path(info.path))
         return self.get(model_id).fingerprint
 
     def _load(self, info: ModelInfo, device: str, dtype: str) -> LoadedModel:
@@ -270,13 +270,13 @@ class ModelRegistry:
         if info.kind == "lm":
             bridge = _load_lm(info, device, torch_dtype)
             if info.path and Path(info.path).is_dir():
-                fp = _hash_files(Path(info.path))
+                fp = hash_files(Path(info.path))
             else:
                 commit = getattr(bridge.original_model.config, "_commit_hash", None) or "unknown-revision"
                 fp = hashlib.sha256(f"hf:{info.path}@{commit}".encode()).hexdigest()[:16]
             return LoadedModel(info, bridge, device, dtype, fp, tokenizer=bridge.tokenizer)
         net, cfg = _load_image_net(info, device, torch_dtype)
-        return LoadedModel(info, net, device, dtype, _hash_files(Path(info.path)), image_config=cfg)
+        return LoadedModel(info, net, device, dtype, hash_files(Path(info.path)), image_config=cfg)
 
     def _evict(self, key: tuple[str, str, str]) -> None:
         loaded = self._loaded.pop(key)

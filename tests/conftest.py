@@ -32,6 +32,20 @@ def zoo_lm(wb):
     return wb.models.get("zoo-lm")
 
 
+SMALL_SAE_HOOK = "blocks.0.hook_resid_post"
+
+
+@pytest.fixture(scope="session")
+def small_sae(wb):
+    """A small TopK SAE on the zoo LM (trained once per session, ~20 s): its run hash names it."""
+    from analyses.sae_runs import SAETrainSpec
+
+    spec = SAETrainSpec(model="zoo-lm", hook=SMALL_SAE_HOOK, arch="topk", k=8, d_sae=256, n_tokens=32_768,
+                        batch_size=1024, lr=2e-3, eval_tokens=4096)
+    wb.run(spec)
+    return spec.hash
+
+
 @pytest.fixture
 def fresh_settings(tmp_path):
     from compute.settings import Settings

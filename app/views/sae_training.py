@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from analyses.sae_figures import training_curves
-from analyses.sae_runs import SAECompareSpec, SAEEvalSpec, SAETrainSpec, live_history
+from analyses.sae_runs import (ARCH_LABELS, SAECompareSpec, SAEEvalSpec, SAETrainSpec, finished_sae_runs,
+                               live_history, run_label)
 from app import urlstate, widgets
 from app.services import workbench
 from sae.training import ARCHITECTURES
@@ -26,29 +27,8 @@ if lm.kind != "lm":
     st.info("SAE training needs a language model: pick one in the sidebar.")
     st.stop()
 
-SAE_KINDS = (SAETrainSpec.KIND, SAEEvalSpec.KIND)
-ARCH_LABELS = {"topk": "TopK", "feature_choice": "Feature Choice", "mutual_choice": "Mutual Choice"}
-
-
-def finished_runs() -> list[tuple[str, object]]:
-    out = []
-    for kind in SAE_KINDS:
-        for h, data, _ in wb.store.list_specs(kind):
-            if data.get("model") != lm.id:
-                continue
-            try:
-                spec = SAETrainSpec.from_dict(data) if kind == SAETrainSpec.KIND else SAEEvalSpec.from_dict(data)
-                if wb.results.get(wb.result_key(spec)) is not None:
-                    out.append((h, spec))
-            except Exception:  # noqa: BLE001 - a spec of an older version: skip it
-                continue
-    return out
-
-
-def run_label(h: str, spec) -> str:
-    if isinstance(spec, SAETrainSpec):
-        return f"{ARCH_LABELS.get(spec.arch, spec.arch)} k={spec.k:g} d_sae={spec.d_sae} {spec.hook} · {h}"
-    return f"loaded {spec.sae} · {h}"
+def finished_runs():
+    return finished_sae_runs(wb, lm.id)
 
 
 def show_run(h: str, spec, where: str) -> None:
