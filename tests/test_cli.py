@@ -86,3 +86,17 @@ def test_malformed_json_and_unknown_hash(tmp_path):
     assert code == 2 and "no analysis is stored under 'ffffffffffffffff'" in err
     code, _, err = run_cli("export", "not-a-link", "--out", str(tmp_path / "o"))
     assert code == 2 and "neither a share link" in err
+
+
+def test_sae_browser_specs_run_headless(tmp_path, small_sae):
+    spec = tmp_path / "feature.json"
+    spec.write_text(json.dumps({"kind": "sae_feature", "model": "zoo-lm", "sae": small_sae, "feature": 5,
+                                "n_tokens": 16384}))
+    code, out, err = run_cli("run", str(spec), "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["summary"]["feature"] == 5 and res["summary"]["d_sae"] == 256
+    spec.write_text(json.dumps({"kind": "sae_feature", "model": "zoo-lm", "sae": small_sae, "feature": 300,
+                                "n_tokens": 16384}))
+    code, out, err = run_cli("run", str(spec), "--json")
+    assert code == 2 and "out of range: this SAE has 256 features" in err

@@ -89,6 +89,18 @@ def evaluate(model, held: np.ndarray, gen_seed: int, ctx: int, vocab: int, eot_i
     return {"held_out_loss": held_loss, "repeat_first_loss": first, "repeat_second_loss": second}
 
 
+def write_portable_config(folder: Path) -> None:
+    """transformers 5 saves the rotary settings only as rope_parameters; 4.x reads rotary_pct and
+    rotary_emb_base (and silently defaults to a quarter of each head). Write both, so the folder loads the
+    same model in either (the sae-dashboard benchmark peer runs transformers 4.x)."""
+    path = folder / "config.json"
+    cfg = json.loads(path.read_text())
+    rope = cfg.get("rope_parameters") or {}
+    cfg.setdefault("rotary_pct", rope.get("partial_rotary_factor", 1.0))
+    cfg.setdefault("rotary_emb_base", rope.get("rope_theta", 10000.0))
+    path.write_text(json.dumps(cfg, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, default=ASSETS / "zoo" / "lm")
@@ -166,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         if elapsed > args.max_minutes or (args.max_steps is not None and step + 1 >= args.max_steps):
             break
     model.save_pretrained(args.out)
+    write_portable_config(args.out)
     log_path = args.out / "training_log.json"
     stages = json.loads(log_path.read_text()).get("stages", []) if args.init_from and log_path.exists() else []
     stages.append({"args": {k: str(v) for k, v in vars(args).items()}, "params": n_params, "log": log})

@@ -31,11 +31,25 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory):
+def server_home(tmp_path_factory) -> Path:
+    """The app server's WORKBENCH_HOME: tests may prepare analyses there with their own Workbench."""
+    return tmp_path_factory.mktemp("e2e-home")
+
+
+@pytest.fixture(scope="session")
+def server_workbench(server_home):
+    from analyses.workbench import Workbench
+    from compute.settings import Settings
+
+    return Workbench(Settings(home=server_home, max_loaded_models=2, device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def server(server_home):
     if not HAVE_CHROMIUM:  # tests/conftest.py prints a loud notice in the summary
         pytest.skip(f"BROWSER TESTS SKIPPED: no Chromium at {CHROMIUM}")
     port = _free_port()
-    home = tmp_path_factory.mktemp("e2e-home")
+    home = server_home
     env = {**os.environ, "WORKBENCH_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     log = open(home / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"),
