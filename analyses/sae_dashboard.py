@@ -18,21 +18,19 @@ import torch
 
 from compute.errors import BadInput
 
-from .base import Result, Spec, register
+from .base import Result, register
 from .lm_inputs import token_strings
 from .sae_browser_figures import (activation_histogram, contexts_heatmap, density_overview, feature_overview,
                                   logit_effects)
-from .sae_source import check_width, load_for_model
+from .sae_source import SAESpec, check_width, load_for_model
 
 MAX_DASHBOARD_TOKENS = 4_000_000
 
 
 @dataclass(frozen=True)
-class SAEDashboardSpec(Spec):
+class SAEDashboardSpec(SAESpec):
     KIND = "sae_dashboards"
     TITLE = "SAE feature dashboards"
-    sae: str = ""
-    hook: str = ""  # default: the SAE's own hook
     dataset: str = "zoo-stdlib"
     n_tokens: int = 131_072
     seq_len: int = 128
@@ -42,8 +40,6 @@ class SAEDashboardSpec(Spec):
 
     def validate(self) -> None:
         super().validate()
-        if not self.sae.strip():
-            raise BadInput("no SAE given: a workbench SAE run, a SAELens-format folder, or release:sae_id")
         if not 1_000 <= self.n_tokens <= MAX_DASHBOARD_TOKENS:
             raise BadInput(f"n_tokens must be between 1,000 and {MAX_DASHBOARD_TOKENS:,}")
         if not (1 <= self.n_top <= 100 and 0 <= self.n_quantiles <= 20 and 1 <= self.per_quantile <= 20):

@@ -18,17 +18,15 @@ import torch
 
 from compute.errors import BadInput
 
-from .base import Result, Spec, register
+from .base import Result, register
 from .sae_browser_figures import ce_bars, error_norms, error_variance_bars
-from .sae_source import check_width, load_for_model
+from .sae_source import SAESpec, check_width, load_for_model
 
 
 @dataclass(frozen=True)
-class SAEErrorSpec(Spec):
+class SAEErrorSpec(SAESpec):
     KIND = "sae_error"
     TITLE = "SAE error (dark matter)"
-    sae: str = ""
-    hook: str = ""
     dataset: str = "zoo-stdlib-heldout"
     n_tokens: int = 65_536
     seq_len: int = 128
@@ -39,8 +37,6 @@ class SAEErrorSpec(Spec):
 
     def validate(self) -> None:
         super().validate()
-        if not self.sae.strip():
-            raise BadInput("no SAE given: a workbench SAE run, a SAELens-format folder, or release:sae_id")
         if not 2_048 <= self.n_tokens <= 2_000_000:
             raise BadInput("n_tokens must be between 2,048 and 2,000,000")
         if not 0.1 <= self.fit_fraction <= 0.9:

@@ -10,39 +10,33 @@ import torch
 
 from compute.errors import BadInput
 
-from .base import Result, Spec, register
+from .base import Result, register
 from .lm_inputs import check_prompt_text, prompt_tokens, token_strings
 from .sae_browser_figures import prompt_error, prompt_heatmap, steering_bars
-from .sae_source import check_width, load_for_model
+from .sae_source import SAESpec, check_width, load_for_model
 
 MAX_HEATMAP_FEATURES = 40
 MAX_NEW_TOKENS = 64
 
 
 @dataclass(frozen=True)
-class SAEPromptSpec(Spec):
+class SAEPromptSpec(SAESpec):
     KIND = "sae_prompt"
     TITLE = "SAE features on a prompt"
-    sae: str = ""
-    hook: str = ""
     prompt: str = ""
     top_k: int = 5
 
     def validate(self) -> None:
         super().validate()
-        if not self.sae.strip():
-            raise BadInput("no SAE given: a workbench SAE run, a SAELens-format folder, or release:sae_id")
         check_prompt_text(self.prompt)
         if not 1 <= self.top_k <= 50:
             raise BadInput("top_k must be between 1 and 50")
 
 
 @dataclass(frozen=True)
-class SAESteerSpec(Spec):
+class SAESteerSpec(SAESpec):
     KIND = "sae_steer"
     TITLE = "SAE steering and ablation"
-    sae: str = ""
-    hook: str = ""
     prompt: str = ""
     steer_features: tuple[int, ...] = ()
     coefficients: tuple[float, ...] = ()
@@ -51,8 +45,6 @@ class SAESteerSpec(Spec):
 
     def validate(self) -> None:
         super().validate()
-        if not self.sae.strip():
-            raise BadInput("no SAE given: a workbench SAE run, a SAELens-format folder, or release:sae_id")
         check_prompt_text(self.prompt)
         if len(self.steer_features) != len(self.coefficients):
             raise BadInput("give one coefficient per steered feature")

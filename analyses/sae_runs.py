@@ -20,6 +20,7 @@ from compute.errors import BadInput
 
 from .base import Result, Spec, register
 from .sae_figures import comparison_figures, density_histogram, l0_histogram, training_curves
+from .sae_source import SAESpec, sae_location
 
 TRAIN_DATASET = "zoo-stdlib"
 EVAL_DATASET = "zoo-stdlib-heldout"
@@ -76,18 +77,14 @@ class SAETrainSpec(Spec):
 
 
 @dataclass(frozen=True)
-class SAEEvalSpec(Spec):
+class SAEEvalSpec(SAESpec):
     KIND = "sae_eval"
     TITLE = "SAE evaluation"
-    sae: str = ""  # a SAELens folder or release:sae_id
-    hook: str = ""  # default: the SAE's own hook_name
     eval_tokens: int = 32_768
     seq_len: int = 128
 
     def validate(self) -> None:
         super().validate()
-        if not self.sae.strip():
-            raise BadInput("no SAE given: a SAELens-format folder, or release:sae_id")
         if not 1 <= self.eval_tokens <= 4_000_000:
             raise BadInput("eval_tokens must be between 1 and 4,000,000")
 
@@ -190,7 +187,7 @@ def run_sae_eval(spec: SAEEvalSpec, ctx) -> Result:
 
     lm = ctx.model(spec.model)
     try:
-        sae = load_sae(spec.sae, device=lm.device)
+        sae = load_sae(sae_location(ctx.workbench, spec.sae), device=lm.device)
     except SAELoadError as e:
         raise BadInput(str(e)) from None
     hook = spec.hook or (sae.cfg.metadata.hook_name if sae.cfg.metadata else None) or ""

@@ -9,13 +9,31 @@ Results depend on the SAE's weights, so its fingerprint joins the model's in the
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from compute.errors import BadInput
 from compute.models import LoadedModel, hash_files
 
+from .base import Spec
+
 RUN_HASH = re.compile(r"^[0-9a-f]{16}$")
 _fingerprints: dict[tuple, str] = {}
+
+
+NO_SAE = "no SAE given: a workbench SAE run, a SAELens-format folder, or release:sae_id"
+
+
+@dataclass(frozen=True)
+class SAESpec(Spec):
+    """A spec about one SAE of the model: `sae` names it (above); `hook` overrides the SAE's own hook."""
+    sae: str = ""
+    hook: str = ""
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.sae.strip():
+            raise BadInput(NO_SAE)
 
 
 def sae_location(wb, source: str) -> str:
@@ -24,7 +42,7 @@ def sae_location(wb, source: str) -> str:
 
     source = (source or "").strip()
     if not source:
-        raise BadInput("no SAE given: a workbench SAE run, a SAELens-format folder, or release:sae_id")
+        raise BadInput(NO_SAE)
     if RUN_HASH.match(source):
         data = wb.store.get_spec(source)
         if data is None:

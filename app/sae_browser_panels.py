@@ -66,12 +66,9 @@ def feature_list(wb, spec: SAEDashboardSpec, model: str) -> None:
     if dash is None:
         return
     s = dash.summary
-    c = st.columns(5)
-    c[0].metric("features", f"{s['d_sae']:,}")
-    c[1].metric("tokens", f"{s['n_tokens']:,}")
-    c[2].metric("mean L0", f"{s['mean_l0']:.2f}")
-    c[3].metric("dead", f"{s['dead_fraction']:.1%}")
-    c[4].metric("underused", f"{s['underused_fraction']:.1%}")
+    widgets.metric_row([("features", f"{s['d_sae']:,}"), ("tokens", f"{s['n_tokens']:,}"),
+                        ("mean L0", f"{s['mean_l0']:.2f}"), ("dead", f"{s['dead_fraction']:.1%}"),
+                        ("underused", f"{s['underused_fraction']:.1%}")])
     feats = dash.tables["features"]
     f1, f2, f3 = st.columns([3, 2, 2])
     query = f1.text_input("Filter by label or top tokens", key="browser_filter")
@@ -118,12 +115,10 @@ def feature_dashboard(wb, spec: SAEDashboardSpec, model: str) -> None:
     urlstate.set_params(feature=int(feature))
     s = res.summary
     st.subheader(f"Feature {s['feature']}: {s['label']}")
-    c = st.columns(5)
-    c[0].metric("density", f"{s['density']:.4%}")
-    c[1].metric("fires on", f"{s['fires']:,} tokens")
-    c[2].metric("mean activation", f"{s['mean_activation']:.3f}")
-    c[3].metric("max activation", f"{s['max_activation']:.3f}")
-    c[4].metric("status", "dead" if s["dead"] else ("underused" if s["underused"] else "live"))
+    widgets.metric_row([("density", f"{s['density']:.4%}"), ("fires on", f"{s['fires']:,} tokens"),
+                        ("mean activation", f"{s['mean_activation']:.3f}"),
+                        ("max activation", f"{s['max_activation']:.3f}"),
+                        ("status", "dead" if s["dead"] else ("underused" if s["underused"] else "live"))])
     widgets.share_box(feature_link(spec, s["feature"]))
     ex = res.tables["examples"]
     left, right = st.columns([3, 2])
@@ -174,10 +169,8 @@ def on_prompt(wb, sae: str, model: str, labels: dict[int, str]) -> None:
         return
     res = out.result
     s = res.summary
-    c = st.columns(3)
-    c[0].metric("tokens", s["n_tokens"])
-    c[1].metric("mean L0", f"{s['l0_mean']:.2f}")
-    c[2].metric("mean relative error", f"{s['relative_error_mean']:.3f}")
+    widgets.metric_row([("tokens", str(s["n_tokens"])), ("mean L0", f"{s['l0_mean']:.2f}"),
+                        ("mean relative error", f"{s['relative_error_mean']:.3f}")])
     fig = res.figures["prompt_features"]
     if labels:  # name the heatmap's features when dashboards exist
         fig.data[0].y = tuple(f"{str(y).split()[0]} {labels.get(int(str(y).split()[0]), '')}"[:48]
@@ -233,10 +226,9 @@ def steering(wb, sae: str, model: str) -> None:
         widgets.show_error(e)
         return
     s = out.result.summary
-    c = st.columns(3)
-    c[0].metric("KL(unmodified ‖ steered), next token", f"{s['kl_next_token']:.4f}")
-    c[1].metric("top next token", f"{s['top1_clean']} → {s['top1_steered']}")
-    c[2].metric("largest probability change", f"{s['max_prob_change']:.3f}")
+    widgets.metric_row([("KL(unmodified ‖ steered), next token", f"{s['kl_next_token']:.4f}"),
+                        ("top next token", f"{s['top1_clean']} → {s['top1_steered']}"),
+                        ("largest probability change", f"{s['max_prob_change']:.3f}")])
     left, right = st.columns(2)
     left.markdown("**Unmodified**")
     left.code(prompt + s["continuation_clean"], language=None)
@@ -258,13 +250,11 @@ def sae_error(wb, sae: str, model: str) -> None:
     if res is None:
         return
     s = res.summary
-    c = st.columns(4)
-    c[0].metric("error variance linearly predictable", f"{s['r2_vector']:.1%}")
-    c[1].metric("error norm² linearly predictable (R²)", f"{s['r2_norm']:.1%}")
-    nl = s.get("ce_increase_from_nonlinear")
-    c[2].metric("CE increase from the nonlinear error", f"{nl:.1%}" if nl is not None else "–")
-    li = s.get("ce_increase_from_linear")
-    c[3].metric("CE increase from the linear error", f"{li:.1%}" if li is not None else "–")
+    nl, li = s.get("ce_increase_from_nonlinear"), s.get("ce_increase_from_linear")
+    widgets.metric_row([("error variance linearly predictable", f"{s['r2_vector']:.1%}"),
+                        ("error norm² linearly predictable (R²)", f"{s['r2_norm']:.1%}"),
+                        ("CE increase from the nonlinear error", f"{nl:.1%}" if nl is not None else "–"),
+                        ("CE increase from the linear error", f"{li:.1%}" if li is not None else "–")])
     st.caption(f"fit on {s['fit_tokens']:,} tokens, evaluated on {s['eval_tokens']:,} others; CE over "
                f"{s.get('ce_rows', 0)} held-out rows (clean {s.get('ce_clean', float('nan')):.4f}, "
                f"SAE {s.get('ce_sae', float('nan')):.4f} nats)")

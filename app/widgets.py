@@ -99,3 +99,22 @@ def job_result(wb, spec, key: str, action: str) -> Result | None:
 
     follow(active.id)
     return None
+
+
+def metric_row(items: list[tuple[str, str]]) -> None:
+    """One row of metrics: (label, formatted value) pairs."""
+    for col, (label, value) in zip(st.columns(len(items)), items):
+        col.metric(label, value)
+
+
+def require_lm(wb, purpose: str):
+    """The model picked in the sidebar, when it loads and is a language model; otherwise say why and stop."""
+    try:
+        lm = wb.models.get(st.session_state.get("model"))
+    except Exception as e:  # noqa: BLE001
+        show_error(e)
+        st.stop()
+    if lm.kind != "lm":
+        st.info(f"{purpose} needs a language model: pick one in the sidebar.")
+        st.stop()
+    return lm

@@ -24,14 +24,7 @@ st.title("SAE browser")
 st.caption("Feature dashboards, features on a prompt, steering and ablation, and the SAE's error ('dark matter'), "
            "for any SAE of this model: trained here, a SAELens-format folder, or a SAELens release.")
 
-try:
-    lm = wb.models.get(st.session_state.get("model"))
-except Exception as e:  # noqa: BLE001
-    widgets.show_error(e)
-    st.stop()
-if lm.kind != "lm":
-    st.info("The SAE browser needs a language model: pick one in the sidebar.")
-    st.stop()
+lm = widgets.require_lm(wb, "The SAE browser")
 
 # --- a shared analysis (?a=<hash>) fills the widgets once ------------------------------------------
 shared, _ = urlstate.shared_spec(wb)

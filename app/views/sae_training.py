@@ -13,19 +13,11 @@ from app.services import workbench
 from sae.training import ARCHITECTURES
 
 wb = workbench()
-model_id = st.session_state.get("model")
 st.title("SAE training")
 st.caption("TopK (Gao et al.), Feature Choice and Mutual Choice (Ayonrinde 2024) sparse autoencoders on any hook, "
            "trained from the activation cache as background jobs. Saved in SAELens format.")
 
-try:
-    lm = wb.models.get(model_id)
-except Exception as e:  # noqa: BLE001
-    widgets.show_error(e)
-    st.stop()
-if lm.kind != "lm":
-    st.info("SAE training needs a language model: pick one in the sidebar.")
-    st.stop()
+lm = widgets.require_lm(wb, "SAE training")
 
 def finished_runs():
     return finished_sae_runs(wb, lm.id)
@@ -37,13 +29,12 @@ def show_run(h: str, spec, where: str) -> None:
         st.info("This run has no result yet: it is still training, was cancelled, or has not been started.")
         return
     s = res.summary
-    c = st.columns(6)
-    c[0].metric("normalised MSE", f"{s['nmse']:.4f}")
-    c[1].metric("explained variance", f"{s['explained_variance']:.3f}")
-    c[2].metric("mean L0", f"{s['l0_mean']:.2f}")
-    c[3].metric("CE loss recovered", f"{s['ce_loss_recovered']:.3f}" if s.get("ce_loss_recovered") is not None else "–")
-    c[4].metric("Δ LM loss", f"{s['delta_lm_loss']:.4f}" if s.get("delta_lm_loss") is not None else "–")
-    c[5].metric("dead / underused", f"{s['dead_fraction']:.1%} / {s['underused_fraction']:.1%}")
+    rec, dlm = s.get("ce_loss_recovered"), s.get("delta_lm_loss")
+    widgets.metric_row([("normalised MSE", f"{s['nmse']:.4f}"), ("explained variance", f"{s['explained_variance']:.3f}"),
+                        ("mean L0", f"{s['l0_mean']:.2f}"),
+                        ("CE loss recovered", f"{rec:.3f}" if rec is not None else "–"),
+                        ("Δ LM loss", f"{dlm:.4f}" if dlm is not None else "–"),
+                        ("dead / underused", f"{s['dead_fraction']:.1%} / {s['underused_fraction']:.1%}")])
     st.caption(f"SAE saved at `{s.get('sae_path')}` (SAELens format: cfg.json + sae_weights.safetensors)")
     widgets.share_box(urlstate.share_link("sae_training", a=h, model=lm.id))
     for name, fig in res.figures.items():
