@@ -1,0 +1,208 @@
+"""Attribution comparison on text: several methods on one prompt and target, side by side, with
+faithfulness (soft-NS / soft-NC against random attributions; deletion and insertion curves),
+agreement between methods (Kendall τ, Spearman, top-k overlap) and cost (passes and seconds).
+
+`attribution_text`: one prompt. `attribution_text_batch` (a job): a set of prompts, one metrics
+table per method averaged over them, as in the ReAGent paper's tables.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from compute.errors import BadInput
+
+from .attribution_figures import agreement_heatmap, cost_bars, curves_figure, faithfulness_bars, token_heatmap
+from .base import Result, Spec, register
+from .lm_inputs import check_prompt_text, prompt_tokens, token_strings
+
+TEXT_METHODS = ("reagent", "shap", "integrated_gradients", "input_x_gradient", "saliency", "occlusion",
+                "attention_last", "attention_rollout")
+REPLACEMENTS = ("frequency", "zoo-mlm", "roberta-base")
+MAX_FEATURES = 256
+MAX_TARGET_TOKENS = 16
+
+
+@dataclass(frozen=True)
+class AttributionTextSpec(Spec):
+    KIND = "attribution_text"
+    TITLE = "Attribution comparison (text)"
+    prompt: str = ""
+    target: str = ""  # a continuation; "" = the model's greedy next token
+    target_id: int = -1  # or one token by id
+    methods: tuple[str, ...] = TEXT_METHODS
+    replacement: str = "frequency"  # ReAGent's replacement model
+    ig_steps: int = 64
+    shap_max_evals: int = 500
+    reagent_steps: int = 300
+    reagent_probes: int = 16
+    faithfulness_samples: int = 10
+    top_k: int = 5
+    seed: int = 0
+
+    def validate(self) -> None:
+        super().validate()
+        check_prompt_text(self.prompt)
+        validate_methods(self.methods, self.replacement)
+        if not 4 <= self.ig_steps <= 1024:
+            raise BadInput("ig_steps must be between 4 and 1024")
+        if not 10 <= self.shap_max_evals <= 20_000:
+            raise BadInput("shap_max_evals must be between 10 and 20,000")
+        if not (1 <= self.reagent_steps <= 5000 and 1 <= self.reagent_probes <= 128):
+            raise BadInput("reagent_steps 1..5000 and reagent_probes 1..128")
+        if not 1 <= self.faithfulness_samples <= 100:
+            raise BadInput("faithfulness_samples must be between 1 and 100")
+
+    def describe(self) -> str:
+        return f"attribution of '{self.target or 'next token'}' on {self.model}"
+
+
+def validate_methods(methods, replacement: str) -> None:
+    if not methods:
+        raise BadInput("pick at least one attribution method")
+    unknown = [m for m in methods if m not in TEXT_METHODS]
+    if unknown:
+        raise BadInput(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(TEXT_METHODS)}")
+    if replacement not in REPLACEMENTS:
+        raise BadInput(f"unknown ReAGent replacement '{replacement}'; use one of {', '.join(REPLACEMENTS)}")
+
+
+def build_task(lm, prompt: str, target: str, target_id: int):
+    """The TextTask for a prompt and target, with the messages a researcher needs when they do not fit."""
+    from attribution.text_task import TextTask
+
+    if lm.kind != "lm":
+        raise BadInput(f"{lm.id} is an image model; text attribution needs a language model")
+    ids = prompt_tokens(lm, prompt)[0]
+    first = 1 if lm.tokenizer.bos_token_id is not None and int(ids[0]) == lm.tokenizer.bos_token_id else 0
+    if len(ids) - first < 2:
+        raise BadInput("the prompt needs at least two tokens to compare attributions")
+    if len(ids) - first > MAX_FEATURES:
+        raise BadInput(f"the prompt is {len(ids) - first} tokens; attribution comparison takes at most {MAX_FEATURES}")
+    vocab = lm.model.cfg.d_vocab
+    if target_id >= 0:
+        if target_id >= vocab:
+            raise BadInput(f"target token id {target_id} is not in the vocabulary (ids 0–{vocab - 1})")
+        tgt = [target_id]
+    elif target:
+        tgt = lm.tokenizer(target, add_special_tokens=False)["input_ids"]
+        unk = lm.tokenizer.unk_token_id
+        if not tgt:
+            raise BadInput("the target produced no tokens")
+        if unk is not None and unk in tgt and lm.tokenizer.unk_token not in target:
+            raise BadInput(f"the target '{target}' is not in the model's vocabulary (it tokenizes to the unknown token)")
+        if len(tgt) > MAX_TARGET_TOKENS:
+            raise BadInput(f"the target is {len(tgt)} tokens; at most {MAX_TARGET_TOKENS}")
+    else:
+        with torch.no_grad():
+            tgt = [int(lm.model(ids[None])[0, -1].argmax())]
+    if lm.n_ctx and len(ids) + len(tgt) - 1 > lm.n_ctx:
+        raise BadInput(f"prompt and target are longer than {lm.id}'s context of {lm.n_ctx} tokens")
+    return TextTask(lm.model, ids, torch.tensor(tgt, dtype=torch.long, device=ids.device), first)
+
+
+def replacement_sampler(ctx, lm, name: str):
+    """ReAGent's replacement model. The masked LMs load only when available; the frequency sampler
+    always works offline."""
+    from attribution.replacement import FrequencySampler, MaskedLMSampler
+
+    if name == "frequency":
+        return FrequencySampler(lm.tokenizer, cache_dir=ctx.workbench.settings.home / "attribution")
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from compute.settings import ASSETS
+
+    source = str(ASSETS / "zoo" / "mlm") if name == "zoo-mlm" else name
+    try:
+        mlm = AutoModelForMaskedLM.from_pretrained(source)
+        tok = AutoTokenizer.from_pretrained(source)
+    except Exception as e:  # noqa: BLE001 - offline, or not trained
+        raise BadInput(f"the replacement model '{name}' cannot be loaded ({type(e).__name__}); the 'frequency' "
+                       f"replacement always works offline") from None
+    label = "zoo masked LM (trained on the zoo corpus)" if name == "zoo-mlm" else f"{name} (masked LM, as in the paper)"
+    try:
+        return MaskedLMSampler(mlm, tok, lm.tokenizer, label, device=lm.device)
+    except ValueError as e:
+        raise BadInput(str(e)) from None
+
+
+def attribute(ctx, lm, task, spec, progress=None) -> dict:
+    """Run the chosen methods on one task; returns {method: TokenAttribution}."""
+    from attribution import text_methods
+    from attribution.reagent import reagent
+
+    out = {}
+    for i, m in enumerate(spec.methods):
+        if progress:
+            progress(i / len(spec.methods), f"{m}")
+        torch.manual_seed(spec.seed)
+        if m == "reagent":
+            out[m] = reagent(task, replacement_sampler(ctx, lm, spec.replacement), max_steps=spec.reagent_steps,
+                             num_probes=spec.reagent_probes, seed=spec.seed)
+        elif m == "shap":
+            try:
+                out[m] = text_methods.shap_values(task, tokenizer=lm.tokenizer, max_evals=spec.shap_max_evals)
+            except ValueError as e:
+                raise BadInput(str(e)) from None
+        elif m == "integrated_gradients":
+            out[m] = text_methods.integrated_gradients(task, n_steps=spec.ig_steps)
+        else:
+            out[m] = text_methods.METHODS[m](task)
+    return out
+
+
+def evaluate(task, attributions: dict, samples: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per method: faithfulness, normalised against random attributions, and the two curves."""
+    from attribution.faithfulness import deletion_insertion, random_baseline, soft_scores
+
+    rand = random_baseline(task, samples=samples, seed=seed)
+    rows, curves = [], []
+    for m, a in attributions.items():
+        soft = soft_scores(task, a.scores, samples=samples, seed=seed)
+        di = deletion_insertion(task, a.scores)
+        ratio = lambda k: float(np.log(soft[k] / rand[k])) if soft[k] > 0 and rand[k] > 0 else None  # noqa: E731
+        rows.append({"method": m, "soft_ns": soft["soft_ns"], "soft_nc": soft["soft_nc"],
+                     "soft_ns_random": rand["soft_ns"], "soft_nc_random": rand["soft_nc"],
+                     "ln_soft_ns_vs_random": ratio("soft_ns"), "ln_soft_nc_vs_random": ratio("soft_nc"),
+                     "deletion_auc": di["deletion_auc"], "insertion_auc": di["insertion_auc"],
+                     "seconds": a.seconds, **a.cost})
+        n = len(di["deletion_curve"])
+        curves.append(pd.DataFrame({"method": m, "tokens": np.arange(n), "fraction": np.arange(n) / (n - 1),
+                                    "deletion_p": di["deletion_curve"], "insertion_p": di["insertion_curve"]}))
+    return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
+
+
+@register(AttributionTextSpec)
+def run_attribution_text(spec: AttributionTextSpec, ctx) -> Result:
+    from attribution.agreement import pairwise
+
+    lm = ctx.model(spec.model)
+    task = build_task(lm, spec.prompt, spec.target, spec.target_id)
+    attributions = attribute(ctx, lm, task, spec, lambda f, m="": ctx.progress(0.8 * f, m))
+    ctx.progress(0.8, "faithfulness")
+    metrics, curves = evaluate(task, attributions, spec.faithfulness_samples, spec.seed)
+    agreement = pairwise({m: a.scores for m, a in attributions.items()}, k=spec.top_k)
+    tokens = token_strings(lm, task.prompt_ids[task.first :].tolist())
+    target = token_strings(lm, task.target_ids.tolist())
+    scores = pd.concat([pd.DataFrame({"method": m, "position": np.arange(len(tokens)), "token": tokens,
+                                      "score": a.scores,
+                                      "normalised": a.scores / (np.abs(a.scores).max() or 1.0)})
+                        for m, a in attributions.items()], ignore_index=True)
+    notes = {m: a.notes for m, a in attributions.items() if a.notes}
+    metrics["notes"] = [str(notes.get(m, "")) for m in metrics.method]
+    tau = agreement[agreement.method_a != agreement.method_b]
+    summary = {"model": spec.model, "prompt_tokens": len(tokens), "target": "".join(target),
+               "target_tokens": len(target), "log_p_target": float(task.logprob_ids(task.prompt_ids[None])[0]),
+               "methods": list(attributions), "total_seconds": float(metrics.seconds.sum()),
+               "mean_pairwise_kendall_tau": float(tau.kendall_tau.mean()) if len(tau) else None,
+               "top_token": {m: tokens[int(np.argmax(a.scores))] for m, a in attributions.items()},
+               "notes": notes}
+    figures = {"token_heatmap": token_heatmap(scores, tokens, "".join(target)),
+               "faithfulness": faithfulness_bars(metrics), "deletion_insertion": curves_figure(curves),
+               "agreement": agreement_heatmap(agreement), "cost": cost_bars(metrics)}
+    ctx.progress(1.0, "done")
+    return Result(AttributionTextSpec.KIND, summary, {"scores": scores, "methods": metrics, "agreement": agreement,
+                                                      "curves": curves}, figures)
