@@ -49,6 +49,7 @@ lock:
 zoo: $(STAMP)
 	$(BIN)/python assets/scripts/build_corpus.py
 	$(BIN)/python assets/scripts/train_lm.py --tokens 24e6 --repeat-share 0.4 --lr 2e-3 --max-minutes 65
+	$(BIN)/python assets/scripts/train_mlm.py
 	$(BIN)/python assets/scripts/train_modadd.py
 	$(BIN)/python assets/scripts/train_digits.py
 	HF_HUB_OFFLINE=1 $(BIN)/workbench zoo-check --json
@@ -58,6 +59,7 @@ bench: $(STAMP) bench-env
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_result_cache.py
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_sae.py
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_dashboards.py --peer-python $(PEER)/bin/python
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_attribution.py
 
 # The sae-dashboard peer of bench/bench_dashboards.py in its own venv (it pins transformer-lens 2.x).
 PEER := .bench-venvs/sae-dashboard

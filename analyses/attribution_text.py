@@ -27,15 +27,11 @@ MAX_TARGET_TOKENS = 16
 
 
 @dataclass(frozen=True)
-class AttributionTextSpec(Spec):
-    KIND = "attribution_text"
-    TITLE = "Attribution comparison (text)"
-    prompt: str = ""
-    target: str = ""  # a continuation; "" = the model's greedy next token
-    target_id: int = -1  # or one token by id
+class AttributionOptions(Spec):
+    """The methods and their settings, shared by the single-prompt and the batch comparison."""
     methods: tuple[str, ...] = TEXT_METHODS
     replacement: str = "frequency"  # ReAGent's replacement model
-    ig_steps: int = 64
+    ig_steps: int = 128
     shap_max_evals: int = 500
     reagent_steps: int = 300
     reagent_probes: int = 16
@@ -45,7 +41,6 @@ class AttributionTextSpec(Spec):
 
     def validate(self) -> None:
         super().validate()
-        check_prompt_text(self.prompt)
         validate_methods(self.methods, self.replacement)
         if not 4 <= self.ig_steps <= 1024:
             raise BadInput("ig_steps must be between 4 and 1024")
@@ -56,8 +51,43 @@ class AttributionTextSpec(Spec):
         if not 1 <= self.faithfulness_samples <= 100:
             raise BadInput("faithfulness_samples must be between 1 and 100")
 
+
+@dataclass(frozen=True)
+class AttributionTextSpec(AttributionOptions):
+    KIND = "attribution_text"
+    TITLE = "Attribution comparison (text)"
+    prompt: str = ""
+    target: str = ""  # a continuation; "" = the model's greedy next token
+    target_id: int = -1  # or one token by id
+
+    def validate(self) -> None:
+        super().validate()
+        check_prompt_text(self.prompt)
+
     def describe(self) -> str:
         return f"attribution of '{self.target or 'next token'}' on {self.model}"
+
+
+@dataclass(frozen=True)
+class AttributionBatchSpec(AttributionOptions):
+    KIND = "attribution_text_batch"
+    TITLE = "Attribution comparison over a set of prompts"
+    prompts: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()  # one per prompt, or none: each prompt's greedy next token
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.prompts:
+            raise BadInput("give at least one prompt")
+        if len(self.prompts) > 500:
+            raise BadInput("at most 500 prompts per batch")
+        for p in self.prompts:
+            check_prompt_text(p)
+        if self.targets and len(self.targets) != len(self.prompts):
+            raise BadInput(f"{len(self.targets)} targets for {len(self.prompts)} prompts: give one per prompt, or none")
+
+    def describe(self) -> str:
+        return f"attribution comparison over {len(self.prompts)} prompts on {self.model}"
 
 
 def validate_methods(methods, replacement: str) -> None:
@@ -175,16 +205,22 @@ def evaluate(task, attributions: dict, samples: int, seed: int) -> tuple[pd.Data
     return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
 
 
-@register(AttributionTextSpec)
-def run_attribution_text(spec: AttributionTextSpec, ctx) -> Result:
+def compare(ctx, lm, spec: AttributionOptions, task, progress):
+    """Attributions, faithfulness metrics and curves, and agreement for one task."""
     from attribution.agreement import pairwise
 
-    lm = ctx.model(spec.model)
-    task = build_task(lm, spec.prompt, spec.target, spec.target_id)
-    attributions = attribute(ctx, lm, task, spec, lambda f, m="": ctx.progress(0.8 * f, m))
-    ctx.progress(0.8, "faithfulness")
+    attributions = attribute(ctx, lm, task, spec, lambda f, m="": progress(0.8 * f, m))
+    progress(0.8, "faithfulness")
     metrics, curves = evaluate(task, attributions, spec.faithfulness_samples, spec.seed)
     agreement = pairwise({m: a.scores for m, a in attributions.items()}, k=spec.top_k)
+    return attributions, metrics, curves, agreement
+
+
+@register(AttributionTextSpec)
+def run_attribution_text(spec: AttributionTextSpec, ctx) -> Result:
+    lm = ctx.model(spec.model)
+    task = build_task(lm, spec.prompt, spec.target, spec.target_id)
+    attributions, metrics, curves, agreement = compare(ctx, lm, spec, task, ctx.progress)
     tokens = token_strings(lm, task.prompt_ids[task.first :].tolist())
     target = token_strings(lm, task.target_ids.tolist())
     scores = pd.concat([pd.DataFrame({"method": m, "position": np.arange(len(tokens)), "token": tokens,
@@ -206,3 +242,35 @@ def run_attribution_text(spec: AttributionTextSpec, ctx) -> Result:
     ctx.progress(1.0, "done")
     return Result(AttributionTextSpec.KIND, summary, {"scores": scores, "methods": metrics, "agreement": agreement,
                                                       "curves": curves}, figures)
+
+
+@register(AttributionBatchSpec, long=True)
+def run_attribution_batch(spec: AttributionBatchSpec, ctx) -> Result:
+    lm = ctx.model(spec.model)
+    per_prompt, agreements = [], []
+    n = len(spec.prompts)
+    for i, prompt in enumerate(spec.prompts):
+        target = spec.targets[i] if spec.targets else ""
+        try:
+            task = build_task(lm, prompt, target, -1)
+        except BadInput as e:
+            raise BadInput(f"prompt {i + 1}: {e}") from None
+        progress = lambda f, m="", i=i: ctx.progress((i + f) / n, f"prompt {i + 1}/{n}: {m}")  # noqa: E731
+        _, metrics, _, agreement = compare(ctx, lm, spec, task, progress)
+        metrics.insert(0, "prompt", i)
+        per_prompt.append(metrics)
+        agreements.append(agreement.assign(prompt=i))
+    rows = pd.concat(per_prompt, ignore_index=True)
+    numeric = [c for c in rows.columns if c not in ("prompt", "method", "notes")]
+    table = rows.groupby("method", sort=False)[numeric].mean().reset_index()
+    agree = pd.concat(agreements, ignore_index=True)
+    mean_agree = agree.groupby(["method_a", "method_b"], sort=False)[["kendall_tau", "spearman"]].mean().reset_index()
+    summary = {"model": spec.model, "prompts": n, "methods": list(spec.methods),
+               "best_soft_nc": str(table.sort_values("soft_nc").method.iloc[-1]),
+               "best_soft_ns": str(table.sort_values("soft_ns").method.iloc[-1]),
+               "total_seconds": float(rows.seconds.sum())}
+    figures = {"faithfulness": faithfulness_bars(table), "agreement": agreement_heatmap(mean_agree),
+               "cost": cost_bars(table)}
+    ctx.progress(1.0, "done")
+    return Result(AttributionBatchSpec.KIND, summary, {"per_method": table, "per_prompt": rows,
+                                                       "agreement": mean_agree}, figures)

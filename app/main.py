@@ -16,6 +16,8 @@ PAGES = {
                             url_path="sae_training"),
     "sae_browser": st.Page("views/sae_browser.py", title="SAE browser", icon=":material/travel_explore:",
                            url_path="sae_browser"),
+    "attribution": st.Page("views/attribution.py", title="Attribution", icon=":material/highlight:",
+                           url_path="attribution"),
     "jobs": st.Page("views/jobs.py", title="Jobs & exports", icon=":material/pending_actions:", url_path="jobs"),
 }
 nav = st.navigation(list(PAGES.values()), position="top")

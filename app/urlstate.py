@@ -20,9 +20,13 @@ def base_url() -> str:
 
 
 def share_link(url_path: str, **params) -> str:
-    """A link to a page ("" for the default page, which Streamlit serves at the root) with its state."""
-    query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
-    return f"{base_url()}/{url_path}?{query}"
+    """A link to a page ("" for the default page) with its state.
+
+    Links go through the root URL with `?page=` (app/main.py switches to that page): Streamlit shows a
+    spurious "Page not found" dialog when a browser's first request is a page's own path."""
+    named = {"page": url_path} if url_path else {}
+    query = urlencode({k: v for k, v in {**named, **params}.items() if v not in (None, "")})
+    return f"{base_url()}/?{query}"
 
 
 def set_params(**params) -> None:

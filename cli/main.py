@@ -132,6 +132,44 @@ def cmd_sae_train(args) -> int:
     return 0
 
 
+METHOD_ALIASES = {"ig": "integrated_gradients", "ixg": "input_x_gradient", "gradient": "saliency",
+                  "attention": "attention_last", "rollout": "attention_rollout", "ablation": "occlusion"}
+
+
+def cmd_attribute(args) -> int:
+    from analyses.attribution_text import AttributionBatchSpec, AttributionTextSpec
+    from analyses.workbench import Workbench, configure_threads
+    from compute.errors import BadInput
+
+    configure_threads()
+    methods = tuple(METHOD_ALIASES.get(m.strip(), m.strip()) for m in args.methods.split(",") if m.strip())
+    common = dict(model=args.model, methods=methods, replacement=args.replacement, seed=args.seed)
+    if args.prompts_file:
+        try:
+            lines = [ln.rstrip("\n") for ln in Path(args.prompts_file).read_text(encoding="utf-8").splitlines()]
+        except (FileNotFoundError, UnicodeDecodeError) as e:
+            raise BadInput(f"cannot read prompts from {args.prompts_file}: {type(e).__name__}") from None
+        rows = [ln.split("\t", 1) for ln in lines if ln.strip()]
+        prompts = tuple(r[0].replace("\\n", "\n") for r in rows)
+        targets = tuple(r[1] for r in rows) if all(len(r) == 2 for r in rows) else ()
+        spec = AttributionBatchSpec(prompts=prompts, targets=targets, **common)
+    else:
+        spec = AttributionTextSpec(prompt=args.prompt or "", target=args.target or "", **common)
+    outcome = Workbench().run(spec)
+    res = outcome.result
+    table = res.tables["methods" if "methods" in res.tables else "per_method"]
+    out = {"hash": outcome.spec_hash, "cached": outcome.cached, "summary": res.summary,
+           "methods": table.drop(columns=[c for c in ("notes",) if c in table]).to_dict(orient="records")}
+    if "scores" in res.tables:
+        sc = res.tables["scores"]
+        out["scores"] = {m: dict(zip(df.token, df.score.round(6))) if df.token.is_unique else df.score.round(6).tolist()
+                         for m, df in sc.groupby("method", sort=False)}
+        ag = res.tables["agreement"]
+        out["agreement"] = ag[ag.method_a < ag.method_b].to_dict(orient="records")
+    _print(out, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="workbench", description="Interpretability workbench")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -175,6 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="copy the trained SAE (SAELens format) here")
     t.add_argument("--json", action="store_true")
     t.set_defaults(fn=cmd_sae_train)
+    p = sub.add_parser("attribute", help="compare attribution methods on a prompt (or a file of prompts)")
+    p.add_argument("--model", default="zoo-lm")
+    p.add_argument("--prompt")
+    p.add_argument("--target", default="", help="the continuation to explain (default: the greedy next token)")
+    p.add_argument("--prompts-file", help="one prompt per line (\\n for newlines), optionally TAB target")
+    p.add_argument("--methods", default="reagent,shap,ig,ixg,saliency,occlusion,attention,rollout",
+                   help="comma-separated: reagent, shap, ig, ixg, saliency, occlusion, attention, rollout")
+    p.add_argument("--replacement", default="frequency", help="ReAGent's replacement model: frequency, zoo-mlm, "
+                                                              "roberta-base")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_attribute)
     return ap
 
 

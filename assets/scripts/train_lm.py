@@ -62,6 +62,23 @@ def varied_repeat_batch(gen: torch.Generator, batch: int, ctx: int, vocab: int, 
     return torch.tensor(rows, dtype=torch.long)
 
 
+def span_repeat_batch(rng: np.random.Generator, data: np.ndarray, batch: int, ctx: int, eot_id: int,
+                      min_len: int = 8, max_len: int = 120) -> torch.Tensor:
+    """`[EOT] S1 S1 S2 S2 ...` with Si spans of corpus text of random lengths: the second copies reward an
+    induction head on tokens whose embeddings the natural text trains well (random-token repeats alone
+    gave the model nothing to start from); such heads then work on random tokens too."""
+    rows = []
+    for _ in range(batch):
+        row = [eot_id]
+        while len(row) < ctx:
+            n = int(rng.integers(min_len, max_len + 1))
+            start = int(rng.integers(0, len(data) - n))
+            span = [t for t in data[start : start + n].tolist() if t != eot_id]
+            row.extend(span * 2)
+        rows.append(row[:ctx])
+    return torch.tensor(rows, dtype=torch.long)
+
+
 def natural_batch(rng: np.random.Generator, data: np.ndarray, batch: int, ctx: int, eot_id: int) -> torch.Tensor:
     starts = rng.integers(0, len(data) - ctx, size=batch)
     rows = np.stack([data[s : s + ctx - 1] for s in starts])
@@ -115,8 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-minutes", type=float, default=float("inf"), help="stop early (and save) after this long")
-    ap.add_argument("--repeat-mode", choices=["fixed", "varied"], default="fixed",
-                    help="fixed: [EOT] R R with |R| = (ctx-1)//2; varied: pairs of random lengths 8..120")
+    ap.add_argument("--repeat-mode", choices=["fixed", "varied", "mixed"], default="fixed",
+                    help="fixed: [EOT] R R with |R| = (ctx-1)//2; varied: pairs of random lengths 8..120; "
+                         "mixed: half of the repeat rows repeat corpus spans, half random tokens (varied)")
     ap.add_argument("--init-from", type=Path, default=None, help="continue from this checkpoint folder")
     ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (schedule unchanged)")
     args = ap.parse_args(argv)
@@ -159,8 +177,12 @@ def main(argv: list[str] | None = None) -> None:
         parts = [natural_batch(rng, train_ids, args.batch - n_rep, args.ctx, eot_id)]
         if n_rep and args.repeat_mode == "fixed":
             parts.append(repeated_random_batch(gen, n_rep, args.ctx, vocab, eot_id))
-        elif n_rep:
+        elif n_rep and args.repeat_mode == "varied":
             parts.append(varied_repeat_batch(gen, n_rep, args.ctx, vocab, eot_id))
+        elif n_rep:
+            n_span = n_rep // 2
+            parts.append(span_repeat_batch(rng, train_ids, n_span, args.ctx, eot_id))
+            parts.append(varied_repeat_batch(gen, n_rep - n_span, args.ctx, vocab, eot_id))
         x = torch.cat(parts)
         loss = model(x, labels=x).loss
         opt.zero_grad(set_to_none=True)

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.browser
 def test_train_a_tiny_sae_end_to_end(server, browser):
     ctx = browser.new_context(viewport={"width": 1400, "height": 1100})
     page = ctx.new_page()
-    page.goto(f"{server}/sae_training")
+    page.goto(f"{server}/?page=sae_training")
     settle(page)
     page.get_by_label("d_sae (features)").fill("128")
     page.get_by_label("training tokens").fill("16384")

@@ -1,0 +1,140 @@
+"""Attribution page: compare token-attribution methods on a prompt and its target (ReAGent, SHAP,
+Captum's gradient and ablation methods, attention), with faithfulness, agreement and cost; or run
+the comparison over a set of prompts as a job."""
+from __future__ import annotations
+
+import html
+
+import streamlit as st
+
+from analyses.attribution_text import REPLACEMENTS, TEXT_METHODS, AttributionBatchSpec, AttributionTextSpec
+from app import urlstate, widgets
+from app.services import workbench
+
+LABELS = {"reagent": "ReAGent", "shap": "SHAP (Partition)", "integrated_gradients": "Integrated Gradients",
+          "input_x_gradient": "Input × Gradient", "saliency": "Saliency (gradient norm)",
+          "occlusion": "Occlusion", "attention_last": "Last-layer attention", "attention_rollout": "Attention rollout"}
+REPLACEMENT_LABELS = {"frequency": "corpus frequencies (always offline)", "zoo-mlm": "zoo masked LM",
+                      "roberta-base": "RoBERTa (the paper's; needs its weights)"}
+
+wb = workbench()
+st.title("Attribution")
+st.caption("Which prompt tokens make the model predict the target? Several attribution methods side by side, "
+           "with how faithful each is (soft sufficiency / comprehensiveness against random attributions, deletion "
+           "and insertion curves), how much they agree, and what each cost.")
+lm = widgets.require_lm(wb, "Text attribution")
+
+shared, _ = urlstate.shared_spec(wb)
+if isinstance(shared, AttributionTextSpec) and st.session_state.get("_apply_shared") == shared.hash:
+    st.session_state["_apply_shared"] = None
+    st.session_state.update(attr_prompt=shared.prompt, attr_target=shared.target, attr_methods=list(shared.methods),
+                            attr_replacement=shared.replacement, attr_ran=shared.hash)
+
+
+def token_rows(scores, methods) -> str:
+    """One row of highlighted tokens per method (red: raises the target, blue: lowers it)."""
+    out = ["<table style='border-collapse:collapse;font-family:monospace;font-size:0.85em'>"]
+    for m in methods:
+        df = scores[scores.method == m]
+        cells = []
+        for tok, v in zip(df.token, df.normalised):
+            colour = f"rgba(178,24,43,{min(1, abs(v)):.2f})" if v >= 0 else f"rgba(33,102,172,{min(1, abs(v)):.2f})"
+            cells.append(f"<span title='{v:+.3f}' style='background:{colour};padding:1px 0;white-space:pre'>"
+                         f"{html.escape(tok)}</span>")
+        out.append(f"<tr><td style='padding-right:12px;white-space:nowrap'>{html.escape(LABELS.get(m, m))}</td>"
+                   f"<td>{''.join(cells)}</td></tr>")
+    return "".join(out) + "</table>"
+
+
+def show(res, h: str) -> None:
+    s = res.summary
+    tau = s.get("mean_pairwise_kendall_tau")
+    widgets.metric_row([("target", repr(s["target"])), ("log p(target)", f"{s['log_p_target']:.3f}"),
+                        ("methods", str(len(s["methods"]))), ("seconds (all methods)", f"{s['total_seconds']:.1f}"),
+                        ("mean Kendall τ between methods", f"{tau:.2f}" if tau is not None else "–")])
+    st.markdown(token_rows(res.tables["scores"], s["methods"]), unsafe_allow_html=True)
+    if "reagent" in s["notes"]:
+        r = s["notes"]["reagent"]
+        st.caption(f"ReAGent replacement: {r['replacement_label']} · {r['converged_probes']}/{r['probes']} probes "
+                   f"converged (median {r['median_steps']:.0f} steps)" + (f" · ⚠️ {r['warning']}" if "warning" in r
+                                                                         else ""))
+    if "shap" in s["notes"]:
+        st.caption(f"SHAP: {s['notes']['shap']['model_calls']} model calls (max_evals "
+                   f"{s['notes']['shap']['max_evals']}), masked tokens become {s['notes']['shap']['mask_token']!r}")
+    widgets.table_with_download("methods", res.tables["methods"], f"attr-{h}")
+    for name, fig in res.figures.items():
+        widgets.figure_with_downloads(name, fig, f"attr-{h}")
+    widgets.table_with_download("agreement", res.tables["agreement"], f"attr-{h}")
+    widgets.share_box(urlstate.share_link("attribution", a=h, model=lm.id))
+    widgets.export_all_button(res, h, f"attr-{h}")
+
+
+tab_one, tab_batch = st.tabs(["One prompt", "Batch of prompts"])
+with tab_one:
+    with st.form("attr_form"):
+        prompt = st.text_area("Prompt", key="attr_prompt", height=110)
+        c1, c2 = st.columns([2, 3])
+        target = c1.text_input("Target continuation (empty: the model's next token)", key="attr_target")
+        methods = c2.multiselect("Methods", list(TEXT_METHODS), default=list(TEXT_METHODS), key="attr_methods",
+                                 format_func=LABELS.get)
+        with st.expander("Settings"):
+            d1, d2, d3 = st.columns(3)
+            replacement = d1.selectbox("ReAGent replacement model", list(REPLACEMENTS), key="attr_replacement",
+                                       format_func=REPLACEMENT_LABELS.get)
+            shap_evals = d2.number_input("SHAP max evaluations", 50, 20_000, 500, step=50, key="attr_shap_evals")
+            ig_steps = d3.number_input("IG steps", 4, 1024, 128, key="attr_ig_steps")
+        go = st.form_submit_button("Compare", type="primary")
+    if go or st.session_state.get("attr_ran"):
+        try:
+            spec = AttributionTextSpec(model=lm.id, prompt=prompt, target=target, methods=tuple(methods),
+                                       replacement=replacement, shap_max_evals=int(shap_evals),
+                                       ig_steps=int(ig_steps))
+            bar = st.progress(0.0, text="starting")
+            out = wb.run(spec, progress=lambda f, m="": bar.progress(min(1.0, f), text=m))
+            bar.empty()
+            st.session_state["attr_ran"] = out.spec_hash
+            urlstate.set_params(a=out.spec_hash)
+            show(out.result, out.spec_hash)
+        except Exception as e:  # noqa: BLE001
+            widgets.show_error(e)
+
+with tab_batch:
+    st.caption("One prompt per line (write \\n for a newline inside a prompt); optionally a TAB and the target. "
+               "Runs as a background job; the table averages each method's metrics over the prompts, as in the "
+               "ReAGent paper.")
+    text = st.text_area("Prompts", key="attr_batch_prompts", height=160)
+    b1, b2 = st.columns([3, 2])
+    batch_methods = b1.multiselect("Methods", list(TEXT_METHODS), default=list(TEXT_METHODS),
+                                   key="attr_batch_methods", format_func=LABELS.get)
+    batch_replacement = b2.selectbox("ReAGent replacement model", list(REPLACEMENTS), key="attr_batch_replacement",
+                                     format_func=REPLACEMENT_LABELS.get)
+    rows = [ln.split("\t", 1) for ln in text.splitlines() if ln.strip()]
+    if rows:
+        prompts = tuple(r[0].replace("\\n", "\n") for r in rows)
+        targets = tuple(r[1] for r in rows) if all(len(r) == 2 for r in rows) else ()
+        try:
+            bspec = AttributionBatchSpec(model=lm.id, prompts=prompts, targets=targets,
+                                         methods=tuple(batch_methods), replacement=batch_replacement)
+            bspec.validate()
+            res = widgets.job_result(wb, bspec, f"attr-batch-{bspec.hash}",
+                                     f"Compare on {len(prompts)} prompts (background job)")
+            if res is not None:
+                widgets.table_with_download("per_method", res.tables["per_method"], f"attrb-{bspec.hash}")
+                for name, fig in res.figures.items():
+                    widgets.figure_with_downloads(name, fig, f"attrb-{bspec.hash}")
+                widgets.table_with_download("per_prompt", res.tables["per_prompt"], f"attrb-{bspec.hash}")
+                widgets.share_box(urlstate.share_link("attribution", a=bspec.hash, model=lm.id))
+                widgets.export_all_button(res, bspec.hash, f"attrb-{bspec.hash}")
+        except Exception as e:  # noqa: BLE001
+            widgets.show_error(e)
+
+if isinstance(shared, AttributionBatchSpec):
+    st.divider()
+    st.subheader("Shared batch comparison")
+    res = wb.cached(shared)
+    if res is None:
+        st.info("This batch comparison has no stored result on this server yet.")
+    else:
+        widgets.table_with_download("per_method", res.tables["per_method"], "attr-shared")
+        for name, fig in res.figures.items():
+            widgets.figure_with_downloads(name, fig, "attr-shared")

@@ -1,0 +1,59 @@
+"""AppTest: the attribution page compares methods on a prompt, restores a share link, runs a batch job."""
+from analyses.attribution_text import AttributionBatchSpec
+from tests.app.helpers import button, errors, metrics, new_app
+
+PROMPT = "import os\nimport sys\n\nprint(os.path"
+
+
+def _page(**query):
+    at = new_app(**query)
+    at.switch_page("views/attribution.py")
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_compare_two_methods_then_reopen_the_link():
+    at = _page()
+    at.text_area(key="attr_prompt").set_value(PROMPT)
+    at.text_input(key="attr_target").set_value(".")
+    at.multiselect(key="attr_methods").set_value(["integrated_gradients", "attention_rollout"])
+    button(at, "Compare").click()
+    at.run()
+    assert not errors(at), errors(at)
+    m = metrics(at)
+    assert m["target"] == "'.'" and m["methods"] == "2"
+    table = [d.value for d in at.dataframe if "soft_ns" in d.value.columns][0]
+    assert list(table.method) == ["integrated_gradients", "attention_rollout"]
+    link = [c.value for c in at.code if "a=" in c.value][0]
+    h = link.split("a=")[1].split("&")[0]
+    again = _page(a=h, model="zoo-lm")
+    assert metrics(again)["methods"] == "2"
+    assert again.text_area(key="attr_prompt").value == PROMPT
+
+
+def test_empty_prompt_and_unknown_target_id_get_messages():
+    at = _page()
+    at.text_area(key="attr_prompt").set_value("   ")
+    at.multiselect(key="attr_methods").set_value(["saliency"])
+    button(at, "Compare").click()
+    at.run()
+    assert any("prompt is empty" in e for e in errors(at))
+
+
+def test_batch_runs_as_a_job(wb):
+    at = _page()
+    at.multiselect(key="attr_batch_methods").set_value(["saliency", "attention_last"])
+    at.text_area(key="attr_batch_prompts").set_value("import os\\nimport\nfor i in range(\tlen")
+    at.run()
+    button(at, "Compare on 2 prompts (background job)").click()
+    at.run()
+    assert not errors(at), errors(at)
+    spec = AttributionBatchSpec(model="zoo-lm", prompts=("import os\nimport", "for i in range("), targets=(),
+                                methods=("saliency", "attention_last"))
+    job = next(j for j in wb.jobs.list() if j.kind == "attribution_text_batch")
+    assert wb.jobs.wait(job.id, timeout=240).status == "done", wb.jobs.get(job.id).error
+    at.run()
+    per_method = [d.value for d in at.dataframe if "soft_nc" in d.value.columns and "prompt" not in d.value.columns]
+    assert per_method and set(per_method[0].method) == {"saliency", "attention_last"}
+    assert spec.prompts[0] == "import os\nimport"
