@@ -122,3 +122,14 @@ def test_bad_input_gets_a_clear_message(wb, kwargs, message):
     base = dict(model="zoo-lm", prompt="import os\nimport", methods=("saliency",))
     with pytest.raises(BadInput, match=message):
         wb.run(AttributionTextSpec(**{**base, **kwargs}))
+
+
+def test_reagent_replacement_models_are_labelled(wb):
+    base = dict(model="zoo-lm", prompt="import os\nimport sys\n\nprint(os.path", methods=("reagent",),
+                reagent_probes=4, reagent_steps=50, faithfulness_samples=2)
+    res = wb.run(AttributionTextSpec(replacement="zoo-mlm", **base)).result
+    notes = res.summary["notes"]["reagent"]
+    assert notes["replacement"] == "masked_lm" and "zoo masked LM" in notes["replacement_label"]
+    # the paper's RoBERTa needs its weights: offline, a clear message and a way out
+    with pytest.raises(BadInput, match="cannot be loaded.*'frequency' replacement always works offline"):
+        wb.run(AttributionTextSpec(replacement="roberta-base", **base))
