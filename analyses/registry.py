@@ -6,7 +6,7 @@ WORKBENCH_EXTRA_ANALYSES; worker processes import them too.
 import importlib
 import os
 
-from . import attribution_text, model_check, prompt, sae_dashboard, sae_error, sae_probe, sae_runs  # noqa: F401
+from . import attribution_image, attribution_text, model_check, prompt, sae_dashboard, sae_error, sae_probe, sae_runs  # noqa: F401
 
 for _name in filter(None, os.environ.get("WORKBENCH_EXTRA_ANALYSES", "").split(",")):
     importlib.import_module(_name.strip())

@@ -132,6 +132,9 @@ def cmd_sae_train(args) -> int:
     return 0
 
 
+DEFAULT_TEXT_METHODS = ("reagent", "shap", "integrated_gradients", "input_x_gradient", "saliency", "occlusion",
+                        "attention_last", "attention_rollout")
+IMAGE_ALIASES = {"gradcam++": "gradcam_pp", "gradcampp": "gradcam_pp"}
 METHOD_ALIASES = {"ig": "integrated_gradients", "ixg": "input_x_gradient", "gradient": "saliency",
                   "attention": "attention_last", "rollout": "attention_rollout", "ablation": "occlusion"}
 
@@ -143,6 +146,8 @@ def cmd_attribute(args) -> int:
 
     configure_threads()
     methods = tuple(METHOD_ALIASES.get(m.strip(), m.strip()) for m in args.methods.split(",") if m.strip())
+    if args.image:
+        return _attribute_image(args, methods)
     common = dict(model=args.model, methods=methods, replacement=args.replacement, seed=args.seed)
     if args.prompts_file:
         try:
@@ -167,6 +172,31 @@ def cmd_attribute(args) -> int:
         ag = res.tables["agreement"]
         out["agreement"] = ag[ag.method_a < ag.method_b].to_dict(orient="records")
     _print(out, args.json)
+    return 0
+
+
+def _attribute_image(args, methods) -> int:
+    from analyses.attribution_image import IMAGE_METHODS, AttributionImageSpec, store_upload
+    from analyses.workbench import Workbench
+    from compute.errors import BadInput
+
+    wb = Workbench()
+    image = args.image
+    if not image.startswith(("digits:", "upload:")):
+        try:
+            data = Path(image).read_bytes()
+        except OSError:
+            raise BadInput(f"no image file at {image}") from None
+        image = store_upload(wb, data, image)
+    if set(methods) == set(DEFAULT_TEXT_METHODS):  # the default list is the text one
+        methods = IMAGE_METHODS
+    outcome = wb.run(AttributionImageSpec(model=args.model, image=image, target=args.target_class,
+                                          methods=tuple(IMAGE_ALIASES.get(m, m) for m in methods)))
+    res = outcome.result
+    ag = res.tables["agreement"]
+    _print({"hash": outcome.spec_hash, "cached": outcome.cached, "summary": res.summary,
+            "methods": res.tables["methods"].drop(columns=["notes"]).to_dict(orient="records"),
+            "agreement": ag[ag.method_a < ag.method_b].to_dict(orient="records")}, args.json)
     return 0
 
 
@@ -218,8 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt")
     p.add_argument("--target", default="", help="the continuation to explain (default: the greedy next token)")
     p.add_argument("--prompts-file", help="one prompt per line (\\n for newlines), optionally TAB target")
+    p.add_argument("--image", help="image models: digits:N, or an image file (PNG/JPEG, or .npy of the input shape)")
+    p.add_argument("--class", dest="target_class", type=int, default=-1,
+                   help="image models: the class to explain (default: the prediction)")
     p.add_argument("--methods", default="reagent,shap,ig,ixg,saliency,occlusion,attention,rollout",
-                   help="comma-separated: reagent, shap, ig, ixg, saliency, occlusion, attention, rollout")
+                   help="comma-separated: reagent, shap, ig, ixg, saliency, occlusion, attention, rollout; "
+                        "for images: gradcam, gradcam++, ig, occlusion, shap")
     p.add_argument("--replacement", default="frequency", help="ReAGent's replacement model: frequency, zoo-mlm, "
                                                               "roberta-base")
     p.add_argument("--seed", type=int, default=0)

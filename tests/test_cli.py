@@ -100,3 +100,21 @@ def test_sae_browser_specs_run_headless(tmp_path, small_sae):
                                 "n_tokens": 16384}))
     code, out, err = run_cli("run", str(spec), "--json")
     assert code == 2 and "out of range: this SAE has 256 features" in err
+
+
+def test_attribute_text_and_image(tmp_path):
+    code, out, err = run_cli("attribute", "--prompt", "import os\nimport sys\nprint(os.path", "--target", ".",
+                             "--methods", "ig,saliency,rollout", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert [m["method"] for m in res["methods"]] == ["integrated_gradients", "saliency", "attention_rollout"]
+    assert {"soft_ns", "soft_nc", "deletion_auc", "forward_passes", "seconds"} <= set(res["methods"][0])
+    assert len(res["agreement"]) == 3  # each pair once
+    code, out, err = run_cli("attribute", "--model", "zoo-digits-cnn", "--image", "digits:2", "--methods",
+                             "gradcam,gradcam++,occlusion", "--json")
+    assert code == 0, err
+    assert [m["method"] for m in json.loads(out)["methods"]] == ["gradcam", "gradcam_pp", "occlusion"]
+    code, _, err = run_cli("attribute", "--prompt", "", "--json")
+    assert code == 2 and "prompt is empty" in err
+    code, _, err = run_cli("attribute", "--prompt", "x = 1", "--methods", "magic", "--json")
+    assert code == 2 and "unknown method" in err

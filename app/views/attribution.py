@@ -9,6 +9,7 @@ import streamlit as st
 
 from analyses.attribution_text import REPLACEMENTS, TEXT_METHODS, AttributionBatchSpec, AttributionTextSpec
 from app import urlstate, widgets
+from app.attribution_image_panel import image_page
 from app.services import workbench
 
 LABELS = {"reagent": "ReAGent", "shap": "SHAP (Partition)", "integrated_gradients": "Integrated Gradients",
@@ -22,9 +23,17 @@ st.title("Attribution")
 st.caption("Which prompt tokens make the model predict the target? Several attribution methods side by side, "
            "with how faithful each is (soft sufficiency / comprehensiveness against random attributions, deletion "
            "and insertion curves), how much they agree, and what each cost.")
-lm = widgets.require_lm(wb, "Text attribution")
+try:
+    lm = wb.models.get(st.session_state.get("model"))
+except Exception as e:  # noqa: BLE001
+    widgets.show_error(e)
+    st.stop()
 
 shared, _ = urlstate.shared_spec(wb)
+if lm.kind == "image":
+    st.subheader(f"Image attribution on {lm.id}")
+    image_page(wb, lm, shared)
+    st.stop()
 if isinstance(shared, AttributionTextSpec) and st.session_state.get("_apply_shared") == shared.hash:
     st.session_state["_apply_shared"] = None
     st.session_state.update(attr_prompt=shared.prompt, attr_target=shared.target, attr_methods=list(shared.methods),

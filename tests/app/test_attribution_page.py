@@ -57,3 +57,20 @@ def test_batch_runs_as_a_job(wb):
     per_method = [d.value for d in at.dataframe if "soft_nc" in d.value.columns and "prompt" not in d.value.columns]
     assert per_method and set(per_method[0].method) == {"saliency", "attention_last"}
     assert spec.prompts[0] == "import os\nimport"
+
+
+def test_image_model_compares_maps():
+    at = _page(model="zoo-digits-cnn")
+    at.text_input(key="img_source").set_value("digits:5")
+    at.multiselect(key="img_methods").set_value(["gradcam", "occlusion"])
+    button(at, "Compare").click()
+    at.run()
+    assert not errors(at), errors(at)
+    m = metrics(at)
+    assert m["image"].startswith("held-out digit #5") and float(m["p(class)"]) > 0.5
+    table = [d.value for d in at.dataframe if "deletion_auc" in d.value.columns][0]
+    assert list(table.method) == ["gradcam", "occlusion"]
+    at.text_input(key="img_source").set_value("digits:99999")
+    button(at, "Compare").click()
+    at.run()
+    assert any("out of range" in e for e in errors(at))

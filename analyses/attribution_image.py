@@ -1,0 +1,212 @@
+"""Attribution comparison on images: GradCAM, GradCAM++, Integrated Gradients, occlusion and SHAP for
+one image and class of an image model, with RISE deletion / insertion, agreement and cost.
+
+Images are named by a string that goes into specs and links:
+- `digits:N` — image N of the held-out split of scikit-learn's digits (the zoo CNN's test set);
+- `upload:SHA` — an image stored on the server by the page or the CLI (PNG/JPEG: converted to the
+  model's channels and size; .npy: must already have the model's input shape).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from compute.errors import BadInput
+
+from .attribution_figures import agreement_heatmap, cost_bars
+from .attribution_image_figures import image_curves, image_faithfulness, overlays
+from .base import Result, Spec, register
+
+IMAGE_METHODS = ("gradcam", "gradcam_pp", "integrated_gradients", "occlusion", "shap")
+MAX_UPLOAD_BYTES = 20 * 2**20
+
+
+@dataclass(frozen=True)
+class AttributionImageSpec(Spec):
+    KIND = "attribution_image"
+    TITLE = "Attribution comparison (image)"
+    image: str = "digits:0"
+    target: int = -1  # the class; -1 = the model's prediction
+    methods: tuple[str, ...] = IMAGE_METHODS
+    ig_steps: int = 64
+    shap_samples: int = 200
+    occlusion_window: int = 2
+    top_k: int = 8
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.methods:
+            raise BadInput("pick at least one attribution method")
+        unknown = [m for m in self.methods if m not in IMAGE_METHODS]
+        if unknown:
+            raise BadInput(f"unknown image method(s) {', '.join(unknown)}; known: {', '.join(IMAGE_METHODS)}")
+        if not (self.image.startswith("digits:") or self.image.startswith("upload:")):
+            raise BadInput("an image is digits:N or upload:SHA (upload an image on the page, or pass --image FILE)")
+        if not (4 <= self.ig_steps <= 1024 and 10 <= self.shap_samples <= 5000 and 1 <= self.occlusion_window <= 64):
+            raise BadInput("ig_steps 4..1024, shap_samples 10..5000, occlusion_window 1..64")
+
+
+def uploads_dir(wb) -> Path:
+    return wb.settings.home / "images"
+
+
+def store_upload(wb, data: bytes, filename: str) -> str:
+    """Keep an uploaded image (content-addressed, written atomically); returns its `upload:SHA` name."""
+    if not data:
+        raise BadInput("the uploaded file is empty")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise BadInput(f"the image is {len(data) / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB")
+    suffix = ".npy" if filename.lower().endswith(".npy") else ".img"
+    sha = hashlib.sha256(data).hexdigest()[:20]
+    folder = uploads_dir(wb)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{sha}{suffix}"
+    if not path.exists():
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return f"upload:{sha}"
+
+
+def load_image(wb, lm, name: str) -> tuple[torch.Tensor, int | None, str]:
+    """([1, C, H, W] in the model's input range, the true label when known, a description)."""
+    shape = tuple(lm.image_config.get("input_shape") or ())
+    if len(shape) != 3:
+        raise BadInput(f"{lm.id} does not declare its input shape (input_shape in config.json)")
+    lo, hi = lm.image_config.get("input_range", [0.0, 1.0])
+    if name.startswith("digits:"):
+        from .model_check import digits_split, task_of
+
+        task = task_of(lm)
+        if task.get("task") != "sklearn_digits":
+            raise BadInput(f"digits:N images belong to the digits models; {lm.id} needs an uploaded image")
+        _, x_test, _, y_test = digits_split(task)
+        try:
+            i = int(name.split(":", 1)[1])
+        except ValueError:
+            raise BadInput(f"'{name}' is not digits:N") from None
+        if not 0 <= i < len(x_test):
+            raise BadInput(f"digits:{i} is out of range: the held-out split has {len(x_test)} images (0–{len(x_test) - 1})")
+        x = torch.from_numpy(x_test[i : i + 1])
+        label = int(y_test[i])
+        desc = f"held-out digit #{i} (label {label})"
+    else:
+        sha = name.split(":", 1)[1]
+        if not sha.isalnum():
+            raise BadInput(f"'{name}' is not an uploaded image name")
+        matches = list(uploads_dir(wb).glob(f"{sha}.*"))
+        if not matches:
+            raise BadInput(f"no uploaded image {sha} on this server")
+        path = matches[0]
+        label, desc = None, f"uploaded image {sha}"
+        if path.suffix == ".npy":
+            try:
+                arr = np.load(path, allow_pickle=False)
+            except Exception as e:  # noqa: BLE001 - a corrupt or non-array file
+                raise BadInput(f"the uploaded .npy is not a readable array ({type(e).__name__})") from None
+            if arr.ndim == len(shape) + 1 and arr.shape[0] == 1:
+                arr = arr[0]
+            if tuple(arr.shape) != shape:
+                raise BadInput(f"the image has shape {tuple(arr.shape)}; {lm.id} takes {shape} (channels, height, width)")
+            x = torch.from_numpy(arr.astype(np.float32))[None]
+        else:
+            from PIL import Image, UnidentifiedImageError
+
+            try:
+                img = Image.open(io.BytesIO(path.read_bytes()))
+                img.load()
+            except (UnidentifiedImageError, OSError):
+                raise BadInput("the uploaded file is not an image PIL can read (PNG, JPEG, …)") from None
+            c, h, w = shape
+            img = img.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
+            arr = np.asarray(img, dtype=np.float32) / 255.0
+            arr = arr[None] if c == 1 else arr.transpose(2, 0, 1)
+            x = torch.from_numpy(lo + arr * (hi - lo))[None]
+            desc += f" (converted to {c}×{h}×{w})"
+    if tuple(x.shape[1:]) != shape:
+        raise BadInput(f"the image has shape {tuple(x.shape[1:])}; {lm.id} takes {shape}")
+    return x.to(lm.device, next(lm.model.parameters()).dtype), label, desc
+
+
+def background(lm, n: int = 32) -> torch.Tensor:
+    """SHAP's background: training digits for the digits models, else a black image."""
+    from .model_check import digits_split, task_of
+
+    task = task_of(lm)
+    if task.get("task") == "sklearn_digits":
+        x_train = digits_split(task)[0]
+        idx = np.random.default_rng(0).choice(len(x_train), size=min(n, len(x_train)), replace=False)
+        return torch.from_numpy(x_train[idx]).to(lm.device)
+    shape = tuple(lm.image_config["input_shape"])
+    return torch.zeros((1, *shape), device=lm.device)
+
+
+def cam_layer(lm):
+    name = lm.image_config.get("gradcam_layer")
+    modules = dict(lm.model.named_modules())
+    if name in modules:
+        return modules[name]
+    convs = [m for m in modules.values() if isinstance(m, torch.nn.Conv2d)]
+    if not convs:
+        raise BadInput(f"{lm.id} has no convolutional layer for GradCAM")
+    return convs[-1]
+
+
+@register(AttributionImageSpec)
+def run_attribution_image(spec: AttributionImageSpec, ctx) -> Result:
+    from attribution import image_methods
+    from attribution.agreement import pairwise
+
+    lm = ctx.model(spec.model)
+    if lm.kind != "image":
+        raise BadInput(f"{lm.id} is a language model; image attribution needs an image model")
+    x, label, desc = load_image(ctx.workbench, lm, spec.image)
+    with torch.no_grad():
+        probs = torch.softmax(lm.model(x).float(), -1)[0]
+    n_classes = len(probs)
+    target = int(probs.argmax()) if spec.target < 0 else spec.target
+    if target >= n_classes:
+        raise BadInput(f"class {target} is out of range: {lm.id} has {n_classes} classes (0–{n_classes - 1})")
+    task = image_methods.ImageTask(lm.model, x, target, cam_layer(lm))
+    out = {}
+    for i, m in enumerate(spec.methods):
+        ctx.progress(0.8 * i / len(spec.methods), m)
+        kw = {"integrated_gradients": {"n_steps": spec.ig_steps}, "occlusion": {"window": spec.occlusion_window},
+              "shap": {"background": background(lm), "nsamples": spec.shap_samples}}.get(m, {})
+        out[m] = image_methods.METHODS[m](task, **kw)
+    ctx.progress(0.85, "deletion and insertion")
+    rows, curves = [], []
+    rng = np.random.default_rng(0)
+    rand = [image_methods.deletion_insertion(task, rng.random(x.shape[-2:])) for _ in range(3)]
+    for m, a in out.items():
+        di = image_methods.deletion_insertion(task, a.scores)
+        rows.append({"method": m, "deletion_auc": di["deletion_auc"], "insertion_auc": di["insertion_auc"],
+                     "deletion_auc_random": float(np.mean([r["deletion_auc"] for r in rand])),
+                     "insertion_auc_random": float(np.mean([r["insertion_auc"] for r in rand])),
+                     "seconds": a.seconds, **a.cost})
+        curves.append(pd.DataFrame({"method": m, "fraction": di["fraction"], "deletion_p": di["deletion_curve"],
+                                    "insertion_p": di["insertion_curve"]}))
+    metrics = pd.DataFrame(rows)
+    metrics["notes"] = [str(out[m].notes) if out[m].notes else "" for m in metrics.method]
+    agreement = pairwise({m: a.scores.reshape(-1) for m, a in out.items()}, k=spec.top_k)
+    h, w = x.shape[-2:]
+    maps = pd.concat([pd.DataFrame({"method": m, "row": np.repeat(np.arange(h), w), "col": np.tile(np.arange(w), h),
+                                    "score": a.scores.reshape(-1)}) for m, a in out.items()], ignore_index=True)
+    classes = lm.image_config.get("classes") or [str(i) for i in range(n_classes)]
+    image = x[0].float().cpu().numpy()
+    summary = {"model": spec.model, "image": spec.image, "description": desc, "label": label,
+               "target": target, "target_name": classes[target], "p_target": float(probs[target]),
+               "predicted": int(probs.argmax()), "methods": list(out), "total_seconds": float(metrics.seconds.sum()),
+               "model_confidence": float(probs.max())}
+    figures = {"overlays": overlays(image, {m: a.scores for m, a in out.items()}, f"class {classes[target]}"),
+               "faithfulness": image_faithfulness(metrics), "deletion_insertion": image_curves(pd.concat(curves)),
+               "agreement": agreement_heatmap(agreement), "cost": cost_bars(metrics)}
+    ctx.progress(1.0, "done")
+    return Result(AttributionImageSpec.KIND, summary, {"methods": metrics, "maps": maps, "agreement": agreement,
+                                                       "curves": pd.concat(curves, ignore_index=True)}, figures)

@@ -1,0 +1,51 @@
+"""The image half of the attribution page: an image (a held-out digit or an upload) and a class, the
+methods' maps over the image, RISE deletion / insertion, agreement and cost."""
+from __future__ import annotations
+
+import streamlit as st
+
+from analyses.attribution_image import IMAGE_METHODS, AttributionImageSpec, store_upload
+from app import urlstate, widgets
+
+LABELS = {"gradcam": "GradCAM", "gradcam_pp": "GradCAM++", "integrated_gradients": "Integrated Gradients",
+          "occlusion": "Occlusion", "shap": "SHAP (expected gradients)"}
+
+
+def image_page(wb, lm, shared) -> None:
+    if isinstance(shared, AttributionImageSpec) and st.session_state.get("_apply_shared") == shared.hash:
+        st.session_state["_apply_shared"] = None
+        st.session_state.update(img_source=shared.image, img_target=shared.target, img_methods=list(shared.methods),
+                                img_ran=True)
+    classes = lm.image_config.get("classes") or []
+    with st.form("img_form"):
+        c1, c2 = st.columns(2)
+        source = c1.text_input("Image (digits:N for a held-out digit, or upload one below)", "digits:0",
+                               key="img_source")
+        upload = c2.file_uploader("Upload an image (PNG/JPEG: converted; .npy: must have the model's shape)",
+                                  type=["png", "jpg", "jpeg", "npy"], key="img_upload")
+        d1, d2 = st.columns([1, 3])
+        target = d1.number_input("Class (-1: the model's prediction)", -1, max(len(classes) - 1, 0), -1,
+                                 key="img_target")
+        methods = d2.multiselect("Methods", list(IMAGE_METHODS), default=list(IMAGE_METHODS), key="img_methods",
+                                 format_func=LABELS.get)
+        go = st.form_submit_button("Compare", type="primary")
+    if not (go or st.session_state.get("img_ran")):
+        return
+    st.session_state["img_ran"] = True
+    try:
+        image = source
+        if go and upload is not None:
+            image = store_upload(wb, upload.getvalue(), upload.name)
+        out = wb.run(AttributionImageSpec(model=lm.id, image=image, target=int(target), methods=tuple(methods)))
+    except Exception as e:  # noqa: BLE001
+        widgets.show_error(e)
+        return
+    res, h = out.result, out.spec_hash
+    s = res.summary
+    widgets.metric_row([("image", s["description"]), ("class explained", s["target_name"]),
+                        ("p(class)", f"{s['p_target']:.3f}"), ("seconds (all methods)", f"{s['total_seconds']:.1f}")])
+    widgets.table_with_download("methods", res.tables["methods"], f"img-{h}")
+    for name, fig in res.figures.items():
+        widgets.figure_with_downloads(name, fig, f"img-{h}")
+    widgets.share_box(urlstate.share_link("attribution", a=h, model=lm.id))
+    widgets.export_all_button(res, h, f"img-{h}")
