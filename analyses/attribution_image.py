@@ -158,29 +158,26 @@ def cam_layer(lm):
     return convs[-1]
 
 
-@register(AttributionImageSpec)
-def run_attribution_image(spec: AttributionImageSpec, ctx) -> Result:
+def compare_image(ctx, lm, spec: AttributionImageSpec, image: str, target: int, progress) -> dict:
+    """All methods on one image, RISE curves (and a random order's), agreement."""
     from attribution import image_methods
     from attribution.agreement import pairwise
 
-    lm = ctx.model(spec.model)
-    if lm.kind != "image":
-        raise BadInput(f"{lm.id} is a language model; image attribution needs an image model")
-    x, label, desc = load_image(ctx.workbench, lm, spec.image)
+    x, label, desc = load_image(ctx.workbench, lm, image)
     with torch.no_grad():
         probs = torch.softmax(lm.model(x).float(), -1)[0]
     n_classes = len(probs)
-    target = int(probs.argmax()) if spec.target < 0 else spec.target
+    target = int(probs.argmax()) if target < 0 else target
     if target >= n_classes:
         raise BadInput(f"class {target} is out of range: {lm.id} has {n_classes} classes (0–{n_classes - 1})")
     task = image_methods.ImageTask(lm.model, x, target, cam_layer(lm))
     out = {}
     for i, m in enumerate(spec.methods):
-        ctx.progress(0.8 * i / len(spec.methods), m)
+        progress(0.8 * i / len(spec.methods), m)
         kw = {"integrated_gradients": {"n_steps": spec.ig_steps}, "occlusion": {"window": spec.occlusion_window},
               "shap": {"background": background(lm), "nsamples": spec.shap_samples}}.get(m, {})
         out[m] = image_methods.METHODS[m](task, **kw)
-    ctx.progress(0.85, "deletion and insertion")
+    progress(0.85, "deletion and insertion")
     rows, curves = [], []
     rng = np.random.default_rng(0)
     rand = [image_methods.deletion_insertion(task, rng.random(x.shape[-2:])) for _ in range(3)]
@@ -194,19 +191,80 @@ def run_attribution_image(spec: AttributionImageSpec, ctx) -> Result:
                                     "insertion_p": di["insertion_curve"]}))
     metrics = pd.DataFrame(rows)
     metrics["notes"] = [str(out[m].notes) if out[m].notes else "" for m in metrics.method]
-    agreement = pairwise({m: a.scores.reshape(-1) for m, a in out.items()}, k=spec.top_k)
+    return {"x": x, "label": label, "desc": desc, "probs": probs, "target": target, "maps": out,
+            "metrics": metrics, "curves": pd.concat(curves, ignore_index=True),
+            "agreement": pairwise({m: a.scores.reshape(-1) for m, a in out.items()}, k=spec.top_k)}
+
+
+@register(AttributionImageSpec)
+def run_attribution_image(spec: AttributionImageSpec, ctx) -> Result:
+    lm = ctx.model(spec.model)
+    if lm.kind != "image":
+        raise BadInput(f"{lm.id} is a language model; image attribution needs an image model")
+    r = compare_image(ctx, lm, spec, spec.image, spec.target, ctx.progress)
+    x, probs, target, metrics = r["x"], r["probs"], r["target"], r["metrics"]
     h, w = x.shape[-2:]
     maps = pd.concat([pd.DataFrame({"method": m, "row": np.repeat(np.arange(h), w), "col": np.tile(np.arange(w), h),
-                                    "score": a.scores.reshape(-1)}) for m, a in out.items()], ignore_index=True)
-    classes = lm.image_config.get("classes") or [str(i) for i in range(n_classes)]
-    image = x[0].float().cpu().numpy()
-    summary = {"model": spec.model, "image": spec.image, "description": desc, "label": label,
+                                    "score": a.scores.reshape(-1)}) for m, a in r["maps"].items()], ignore_index=True)
+    classes = lm.image_config.get("classes") or [str(i) for i in range(len(probs))]
+    summary = {"model": spec.model, "image": spec.image, "description": r["desc"], "label": r["label"],
                "target": target, "target_name": classes[target], "p_target": float(probs[target]),
-               "predicted": int(probs.argmax()), "methods": list(out), "total_seconds": float(metrics.seconds.sum()),
-               "model_confidence": float(probs.max())}
-    figures = {"overlays": overlays(image, {m: a.scores for m, a in out.items()}, f"class {classes[target]}"),
-               "faithfulness": image_faithfulness(metrics), "deletion_insertion": image_curves(pd.concat(curves)),
-               "agreement": agreement_heatmap(agreement), "cost": cost_bars(metrics)}
+               "predicted": int(probs.argmax()), "methods": list(r["maps"]),
+               "total_seconds": float(metrics.seconds.sum()), "model_confidence": float(probs.max())}
+    image = x[0].float().cpu().numpy()
+    figures = {"overlays": overlays(image, {m: a.scores for m, a in r["maps"].items()}, f"class {classes[target]}"),
+               "faithfulness": image_faithfulness(metrics), "deletion_insertion": image_curves(r["curves"]),
+               "agreement": agreement_heatmap(r["agreement"]), "cost": cost_bars(metrics)}
     ctx.progress(1.0, "done")
-    return Result(AttributionImageSpec.KIND, summary, {"methods": metrics, "maps": maps, "agreement": agreement,
-                                                       "curves": pd.concat(curves, ignore_index=True)}, figures)
+    return Result(AttributionImageSpec.KIND, summary, {"methods": metrics, "maps": maps, "agreement": r["agreement"],
+                                                       "curves": r["curves"]}, figures)
+
+
+@dataclass(frozen=True)
+class AttributionImageBatchSpec(AttributionImageSpec):
+    KIND = "attribution_image_batch"
+    TITLE = "Attribution comparison over a set of images"
+    images: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.images:
+            raise BadInput("give at least one image")
+        if len(self.images) > 1000:
+            raise BadInput("at most 1,000 images per batch")
+        for im in self.images:
+            if not im.startswith(("digits:", "upload:")):
+                raise BadInput(f"'{im}' is not digits:N or upload:SHA")
+
+    def describe(self) -> str:
+        return f"image attribution comparison over {len(self.images)} images on {self.model}"
+
+
+@register(AttributionImageBatchSpec, long=True)
+def run_attribution_image_batch(spec: AttributionImageBatchSpec, ctx) -> Result:
+    lm = ctx.model(spec.model)
+    if lm.kind != "image":
+        raise BadInput(f"{lm.id} is a language model; image attribution needs an image model")
+    rows, agreements, n = [], [], len(spec.images)
+    for i, image in enumerate(spec.images):
+        progress = lambda f, m="", i=i: ctx.progress((i + f) / n, f"image {i + 1}/{n}: {m}")  # noqa: E731
+        try:
+            r = compare_image(ctx, lm, spec, image, spec.target, progress)
+        except BadInput as e:
+            raise BadInput(f"{image}: {e}") from None
+        rows.append(r["metrics"].drop(columns="notes").assign(image=image, p_target=float(r["probs"][r["target"]])))
+        agreements.append(r["agreement"])
+    per_image = pd.concat(rows, ignore_index=True)
+    numeric = [c for c in per_image.columns if c not in ("method", "image")]
+    table = per_image.groupby("method", sort=False)[numeric].mean().reset_index()
+    agree = pd.concat(agreements).groupby(["method_a", "method_b"], sort=False)[["kendall_tau", "spearman"]].mean()
+    agree = agree.reset_index()
+    summary = {"model": spec.model, "images": n, "methods": list(spec.methods),
+               "best_deletion_auc": str(table.sort_values("deletion_auc").method.iloc[0]),
+               "best_insertion_auc": str(table.sort_values("insertion_auc").method.iloc[-1]),
+               "total_seconds": float(per_image.seconds.sum())}
+    figures = {"faithfulness": image_faithfulness(table), "agreement": agreement_heatmap(agree),
+               "cost": cost_bars(table)}
+    ctx.progress(1.0, "done")
+    return Result(AttributionImageBatchSpec.KIND, summary, {"per_method": table, "per_image": per_image,
+                                                            "agreement": agree}, figures)

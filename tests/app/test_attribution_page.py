@@ -74,3 +74,13 @@ def test_image_model_compares_maps():
     button(at, "Compare").click()
     at.run()
     assert any("out of range" in e for e in errors(at))
+
+
+def test_image_batch_range_is_parsed_and_checked():
+    at = _page(model="zoo-digits-cnn")
+    at.text_input(key="img_batch").set_value("digits:3-1")
+    at.run()
+    assert any("not a range" in e for e in errors(at))
+    at.text_input(key="img_batch").set_value("digits:0-4")
+    at.run()
+    assert any(b.label == "Compare on 5 images (background job)" for b in at.button)

@@ -135,3 +135,15 @@ def test_bad_input_gets_a_clear_message(wb, kwargs, message):
     base = dict(model="zoo-digits-cnn", image="digits:0", methods=("gradcam",))
     with pytest.raises(BadInput, match=message):
         wb.run(AttributionImageSpec(**{**base, **kwargs}))
+
+
+def test_image_batch_averages_over_images(wb):
+    from analyses.attribution_image import AttributionImageBatchSpec
+
+    spec = AttributionImageBatchSpec(model="zoo-digits-cnn", images=("digits:0", "digits:1", "digits:2"),
+                                     methods=("gradcam", "occlusion"))
+    res = wb.run(spec).result
+    per_image, per_method = res.tables["per_image"], res.tables["per_method"].set_index("method")
+    assert len(per_image) == 6 and res.summary["images"] == 3
+    for m in ("gradcam", "occlusion"):
+        assert per_method.loc[m, "deletion_auc"] == pytest.approx(per_image[per_image.method == m].deletion_auc.mean())
