@@ -38,17 +38,19 @@ def faithfulness_bars(metrics: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def curves_figure(curves: pd.DataFrame) -> go.Figure:
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["deletion: top tokens removed",
-                                                        "insertion: top tokens inserted"], shared_yaxes=True)
+def curves_figure(curves: pd.DataFrame, titles: tuple[str, str] = ("deletion: top tokens removed",
+                                                                   "insertion: top tokens inserted"),
+                  x_title: str = "fraction of prompt tokens", y_title: str = "p(target)") -> go.Figure:
+    """Deletion and insertion curves, one line per method (columns method, fraction, deletion_p, insertion_p)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=list(titles), shared_yaxes=True)
     for i, (m, df) in enumerate(curves.groupby("method", sort=False)):
         colour = f"hsl({(i * 47) % 360},60%,45%)"
         fig.add_trace(go.Scatter(x=df.fraction, y=df.deletion_p, name=m, line_color=colour, legendgroup=m),
                       row=1, col=1)
         fig.add_trace(go.Scatter(x=df.fraction, y=df.insertion_p, name=m, line_color=colour, legendgroup=m,
                                  showlegend=False), row=1, col=2)
-    fig.update_xaxes(title_text="fraction of prompt tokens")
-    fig.update_yaxes(title_text="p(target)", row=1, col=1)
+    fig.update_xaxes(title_text=x_title)
+    fig.update_yaxes(title_text=y_title, row=1, col=1)
     fig.update_layout(title="Deletion and insertion curves", height=420)
     return fig
 

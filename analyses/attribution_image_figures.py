@@ -6,6 +6,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .attribution_figures import curves_figure
+
 
 def overlays(image: np.ndarray, maps: dict[str, np.ndarray], title: str) -> go.Figure:
     """The image (grey) and, per method, its map (red: for the class, blue: against) over the image."""
@@ -40,15 +42,5 @@ def image_faithfulness(metrics: pd.DataFrame) -> go.Figure:
 
 
 def image_curves(curves: pd.DataFrame) -> go.Figure:
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["deletion (pixels set to 0)",
-                                                        "insertion (into the blurred image)"], shared_yaxes=True)
-    for i, (m, df) in enumerate(curves.groupby("method", sort=False)):
-        colour = f"hsl({(i * 61) % 360},60%,45%)"
-        fig.add_trace(go.Scatter(x=df.fraction, y=df.deletion_p, name=m, line_color=colour, legendgroup=m),
-                      row=1, col=1)
-        fig.add_trace(go.Scatter(x=df.fraction, y=df.insertion_p, name=m, line_color=colour, legendgroup=m,
-                                 showlegend=False), row=1, col=2)
-    fig.update_xaxes(title_text="fraction of pixels")
-    fig.update_yaxes(title_text="p(class)", row=1, col=1)
-    fig.update_layout(title="RISE deletion and insertion curves", height=400)
-    return fig
+    return curves_figure(curves, ("deletion (pixels set to 0)", "insertion (into the blurred image)"),
+                         x_title="fraction of pixels", y_title="p(class)")

@@ -43,12 +43,9 @@ def batch_panel(wb, lm) -> None:
         return
     res = widgets.job_result(wb, spec, f"imgb-{spec.hash}", f"Compare on {len(spec.images)} images (background job)")
     if res is not None:
-        widgets.table_with_download("per_method", res.tables["per_method"], f"imgb-{spec.hash}")
-        for name, fig in res.figures.items():
-            widgets.figure_with_downloads(name, fig, f"imgb-{spec.hash}")
-        widgets.table_with_download("per_image", res.tables["per_image"], f"imgb-{spec.hash}")
-        widgets.share_box(urlstate.share_link("attribution", a=spec.hash, model=lm.id))
-        widgets.export_all_button(res, spec.hash, f"imgb-{spec.hash}")
+        widgets.show_result(res, spec.hash, f"imgb-{spec.hash}",
+                            urlstate.share_link("attribution", a=spec.hash, model=lm.id),
+                            first=("per_method",), last=("per_image",))
 
 
 def image_page(wb, lm, shared) -> None:
@@ -92,8 +89,5 @@ def single_panel(wb, lm, shared) -> None:
     s = res.summary
     widgets.metric_row([("image", s["description"]), ("class explained", s["target_name"]),
                         ("p(class)", f"{s['p_target']:.3f}"), ("seconds (all methods)", f"{s['total_seconds']:.1f}")])
-    widgets.table_with_download("methods", res.tables["methods"], f"img-{h}")
-    for name, fig in res.figures.items():
-        widgets.figure_with_downloads(name, fig, f"img-{h}")
-    widgets.share_box(urlstate.share_link("attribution", a=h, model=lm.id))
-    widgets.export_all_button(res, h, f"img-{h}")
+    widgets.show_result(res, h, f"img-{h}", urlstate.share_link("attribution", a=h, model=lm.id),
+                        first=("methods",), last=("agreement",))

@@ -118,3 +118,17 @@ def require_lm(wb, purpose: str):
         st.info(f"{purpose} needs a language model: pick one in the sidebar.")
         st.stop()
     return lm
+
+
+def show_result(result: Result, spec_hash: str, key: str, link: str, first: tuple[str, ...] = (),
+                last: tuple[str, ...] = ()) -> None:
+    """A result laid out the usual way: some tables, every figure, more tables, its share link and the
+    export-all button."""
+    for name in first:
+        table_with_download(name, result.tables[name], key)
+    for name, fig in result.figures.items():
+        figure_with_downloads(name, fig, key)
+    for name in last:
+        table_with_download(name, result.tables[name], key)
+    share_box(link)
+    export_all_button(result, spec_hash, key)

@@ -70,12 +70,8 @@ def show(res, h: str) -> None:
     if "shap" in s["notes"]:
         st.caption(f"SHAP: {s['notes']['shap']['model_calls']} model calls (max_evals "
                    f"{s['notes']['shap']['max_evals']}), masked tokens become {s['notes']['shap']['mask_token']!r}")
-    widgets.table_with_download("methods", res.tables["methods"], f"attr-{h}")
-    for name, fig in res.figures.items():
-        widgets.figure_with_downloads(name, fig, f"attr-{h}")
-    widgets.table_with_download("agreement", res.tables["agreement"], f"attr-{h}")
-    widgets.share_box(urlstate.share_link("attribution", a=h, model=lm.id))
-    widgets.export_all_button(res, h, f"attr-{h}")
+    widgets.show_result(res, h, f"attr-{h}", urlstate.share_link("attribution", a=h, model=lm.id),
+                        first=("methods",), last=("agreement",))
 
 
 tab_one, tab_batch = st.tabs(["One prompt", "Batch of prompts"])
@@ -128,12 +124,9 @@ with tab_batch:
             res = widgets.job_result(wb, bspec, f"attr-batch-{bspec.hash}",
                                      f"Compare on {len(prompts)} prompts (background job)")
             if res is not None:
-                widgets.table_with_download("per_method", res.tables["per_method"], f"attrb-{bspec.hash}")
-                for name, fig in res.figures.items():
-                    widgets.figure_with_downloads(name, fig, f"attrb-{bspec.hash}")
-                widgets.table_with_download("per_prompt", res.tables["per_prompt"], f"attrb-{bspec.hash}")
-                widgets.share_box(urlstate.share_link("attribution", a=bspec.hash, model=lm.id))
-                widgets.export_all_button(res, bspec.hash, f"attrb-{bspec.hash}")
+                widgets.show_result(res, bspec.hash, f"attrb-{bspec.hash}",
+                                    urlstate.share_link("attribution", a=bspec.hash, model=lm.id),
+                                    first=("per_method",), last=("per_prompt",))
         except Exception as e:  # noqa: BLE001
             widgets.show_error(e)
 
