@@ -85,7 +85,7 @@ def test_windows_show_the_feature_on_each_token(dense):
     for row in ex.itertuples():
         start = row.token_index - row.center
         n = len(row.window_tokens)
-        assert row.window_tokens == [vocab[t] for t in tokens[start : start + n]]
+        assert list(row.window_tokens) == [vocab[t] for t in tokens[start : start + n]]  # a list or, reloaded, an array
         np.testing.assert_allclose(row.window_acts, z[start : start + n, row.feature], atol=1e-4)
         assert row.window_acts[row.center] == pytest.approx(row.activation, abs=1e-4)
         assert start // 128 == (start + n - 1) // 128  # a window never crosses a row
