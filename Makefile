@@ -48,7 +48,7 @@ lock:
 # Rebuild the embedded model zoo from scratch (about 75 minutes on 2 CPU cores; see README).
 zoo: $(STAMP)
 	$(BIN)/python assets/scripts/build_corpus.py
-	$(BIN)/python assets/scripts/train_lm.py --tokens 24e6 --repeat-share 0.4 --lr 2e-3 --max-minutes 65
+	$(BIN)/python assets/scripts/train_lm.py --tokens 24e6 --repeat-share 0.4 --lr 2e-3 --max-minutes 65 --repeat-mode fixed --rotary-pct 1.0
 	$(BIN)/python assets/scripts/train_mlm.py
 	$(BIN)/python assets/scripts/train_modadd.py
 	$(BIN)/python assets/scripts/train_digits.py
