@@ -133,7 +133,8 @@ def run_sae_dashboards(spec: SAEDashboardSpec, ctx) -> Result:
 
 
 def dashboard_data(ctx, spec: SAEDashboardSpec) -> Result:
-    """The stored dashboards (computed now, and stored, when missing)."""
+    """The stored dashboards (computed now, and stored, when missing). Not `workbench.run`: this runs inside
+    another analysis, which already holds the device lock (a plain, non-reentrant lock on CUDA)."""
     wb = ctx.workbench
     cached = wb.cached(spec)
     if cached is not None:

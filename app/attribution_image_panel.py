@@ -6,6 +6,7 @@ import streamlit as st
 
 from analyses.attribution_image import IMAGE_METHODS, AttributionImageBatchSpec, AttributionImageSpec, store_upload
 from app import urlstate, widgets
+from compute.errors import BadInput
 
 LABELS = {"gradcam": "GradCAM", "gradcam_pp": "GradCAM++", "integrated_gradients": "Integrated Gradients",
           "occlusion": "Occlusion", "shap": "SHAP (expected gradients)"}
@@ -18,7 +19,7 @@ def parse_images(text: str) -> tuple[str, ...]:
         if part.startswith("digits:") and "-" in part[7:]:
             lo, hi = part[7:].split("-", 1)
             if not (lo.isdigit() and hi.isdigit()) or int(hi) < int(lo):
-                raise ValueError(f"'{part}' is not a range digits:A-B")
+                raise BadInput(f"'{part}' is not a range digits:A-B")
             out.extend(f"digits:{i}" for i in range(int(lo), int(hi) + 1))
         elif part:
             out.append(part)
@@ -35,9 +36,6 @@ def batch_panel(wb, lm) -> None:
     try:
         spec = AttributionImageBatchSpec(model=lm.id, images=parse_images(text), methods=tuple(methods))
         spec.validate()
-    except ValueError as e:
-        st.error(str(e), icon="⚠️")
-        return
     except Exception as e:  # noqa: BLE001
         widgets.show_error(e)
         return

@@ -11,6 +11,7 @@ from analyses.sae_dashboard import SAEDashboardSpec, SAEFeatureSpec
 from analyses.sae_error import SAEErrorSpec
 from analyses.sae_probe import SAEPromptSpec, SAESteerSpec
 from app import urlstate, widgets
+from compute.errors import BadInput
 
 PAGE = "sae_browser"
 
@@ -61,8 +62,9 @@ def dashboards_needed(wb, spec: SAEDashboardSpec):
     return widgets.job_result(wb, spec, f"dash-{spec.hash}", "Compute dashboard data (background job)")
 
 
-def feature_list(wb, spec: SAEDashboardSpec, model: str) -> None:
-    dash = dashboards_needed(wb, spec)
+def feature_list(wb, spec: SAEDashboardSpec, model: str, dash) -> None:
+    """dash: the stored dashboards the page already loaded, or None."""
+    dash = dash if dash is not None else dashboards_needed(wb, spec)
     if dash is None:
         return
     s = dash.summary
@@ -98,8 +100,7 @@ def feature_list(wb, spec: SAEDashboardSpec, model: str) -> None:
         widgets.figure_with_downloads(name, fig, f"dash-{spec.hash}")
 
 
-def feature_dashboard(wb, spec: SAEDashboardSpec, model: str) -> None:
-    dash = wb.cached(spec)
+def feature_dashboard(wb, spec: SAEDashboardSpec, model: str, dash) -> None:
     if dash is None:
         dashboards_needed(wb, spec)
         return
@@ -198,7 +199,7 @@ def _ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(p) for p in parts)
     except ValueError:
-        raise ValueError(f"feature lists are comma-separated integers, got '{text}'") from None
+        raise BadInput(f"feature lists are comma-separated integers, got '{text}'") from None
 
 
 def steering(wb, sae: str, model: str) -> None:
@@ -219,9 +220,6 @@ def steering(wb, sae: str, model: str) -> None:
                             coefficients=tuple(float(coef) for _ in feats), ablate_features=_ints(ablate),
                             max_new_tokens=int(n_new))
         out = wb.run(spec)
-    except ValueError as e:
-        st.error(str(e), icon="⚠️")
-        return
     except Exception as e:  # noqa: BLE001
         widgets.show_error(e)
         return

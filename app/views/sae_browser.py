@@ -99,9 +99,9 @@ urlstate.set_params(sae=sae, view=view, feature=st.session_state["browser_featur
 dash = wb.cached(dash_spec)
 labels = dict(zip(dash.tables["features"].feature, dash.tables["features"].label)) if dash is not None else {}
 if view == "Features":
-    panels.feature_list(wb, dash_spec, lm.id)
+    panels.feature_list(wb, dash_spec, lm.id, dash)
 elif view == "Feature":
-    panels.feature_dashboard(wb, dash_spec, lm.id)
+    panels.feature_dashboard(wb, dash_spec, lm.id, dash)
 elif view == "On a prompt":
     panels.on_prompt(wb, sae, lm.id, labels)
 elif view == "Steering":
