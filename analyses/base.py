@@ -25,6 +25,9 @@ from compute.specs import spec_hash
 class Spec:
     KIND: ClassVar[str] = ""
     TITLE: ClassVar[str] = ""
+    # Raised when an analysis's results change shape or meaning: it joins the result-cache key (not the spec
+    # hash, so share links keep working) and results stored by an older version are recomputed, not reopened.
+    RESULT_VERSION: ClassVar[int] = 1
     model: str
 
     def to_dict(self) -> dict:

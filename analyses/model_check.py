@@ -3,8 +3,11 @@
 - Language models: the induction test (Olsson et al. 2022): sequences of uniformly random tokens
   repeated twice. A model with induction heads predicts the second copy far better than the first.
   Per-head induction score = mean attention from each token of the second copy to the token that
-  followed its previous occurrence (TransformerLens's definition, offset seq_len - 1). Plus the loss
-  on held-out text (the zoo corpus's held-out files).
+  followed its previous occurrence (TransformerLens's definition, offset seq_len - 1). Per-head
+  previous-token score = mean attention from each token to the one just before it: an induction head
+  reads what a previous-token head in an earlier layer wrote, so a model without one cannot have
+  induction heads, and the table says where that part of the circuit is missing. Plus the loss on
+  held-out text (the zoo corpus's held-out files).
 - A folder's task.json can name a task with its own check: modular addition (accuracy on the
   held-out pairs) and scikit-learn digits (held-out accuracy, confusion matrix).
 """
@@ -29,6 +32,7 @@ from .base import Result, Spec, register
 class ModelCheckSpec(Spec):
     KIND = "model_check"
     TITLE = "Model check: induction, held-out loss, task accuracy"
+    RESULT_VERSION = 2  # 2: previous-token scores per head
     n_sequences: int = 32
     repeat_len: int = 64
     eval_tokens: int = 16384
@@ -75,14 +79,26 @@ def induction_test(lm, n_seq: int, half: int, seed: int) -> dict:
     # (the second copy's first token follows the first copy's last one, which is random too).
     first = per_tok[:, offset : offset + half - 1]
     second = per_tok[:, offset + half : offset + 2 * half - 1]
-    scores = np.zeros((bridge.cfg.n_layers, bridge.cfg.n_heads))
-    for l in range(bridge.cfg.n_layers):
-        pat = cache[f"blocks.{l}.attn.hook_pattern"].float()  # [b, h, q, k]
-        q = torch.arange(offset + half, offset + 2 * half)
-        k = q - half + 1
-        scores[l] = pat[:, :, q, k].mean(dim=(0, 2)).cpu().numpy()
+    patterns = [cache[f"blocks.{l}.attn.hook_pattern"] for l in range(bridge.cfg.n_layers)]
+    scores, previous = head_scores(patterns, offset, half)
     return {"half": half, "per_position_loss": per_tok.mean(0).numpy(), "first": float(first.mean()),
-            "second": float(second.mean()), "scores": scores, "offset": offset}
+            "second": float(second.mean()), "scores": scores, "previous": previous, "offset": offset}
+
+
+def head_scores(patterns: list[torch.Tensor], offset: int, half: int) -> tuple[np.ndarray, np.ndarray]:
+    """(induction, previous-token) score per layer and head from attention patterns [batch, head, query, key]
+    of `offset` leading tokens followed by two copies of `half` random tokens. Induction: attention from each
+    second-copy token to the token after its first occurrence. Previous token: attention from every token
+    after the first random one to the token just before it."""
+    induction = np.zeros((len(patterns), patterns[0].shape[1]))
+    previous = np.zeros_like(induction)
+    q = torch.arange(offset + half, offset + 2 * half)
+    qp = torch.arange(offset + 1, offset + 2 * half)
+    for l, pat in enumerate(patterns):
+        pat = pat.float()
+        induction[l] = pat[:, :, q, q - half + 1].mean(dim=(0, 2)).cpu().numpy()
+        previous[l] = pat[:, :, qp, qp - 1].mean(dim=(0, 2)).cpu().numpy()
+    return induction, previous
 
 
 def held_out_loss(lm, n_tokens: int, seq_len: int = 128) -> float | None:
@@ -107,9 +123,11 @@ def _check_lm(spec: ModelCheckSpec, lm, ctx) -> Result:
     ctx.progress(0.5, "held-out loss")
     hol = held_out_loss(lm, spec.eval_tokens)
     L, H = ind["scores"].shape
-    heads = pd.DataFrame([{"layer": l, "head": h, "head_name": f"L{l}H{h}", "induction_score": float(ind["scores"][l, h])}
+    heads = pd.DataFrame([{"layer": l, "head": h, "head_name": f"L{l}H{h}", "induction_score": float(ind["scores"][l, h]),
+                           "previous_token_score": float(ind["previous"][l, h])}
                           for l in range(L) for h in range(H)])
     best = heads.sort_values("induction_score", ascending=False).iloc[0]
+    best_prev = heads.sort_values("previous_token_score", ascending=False).iloc[0]
     pos = pd.DataFrame({"position": np.arange(1, len(ind["per_position_loss"]) + 1),
                         "loss": ind["per_position_loss"]})
     pos["copy"] = np.where(pos.position <= ind["offset"] + ind["half"], "first", "second")
@@ -118,6 +136,11 @@ def _check_lm(spec: ModelCheckSpec, lm, ctx) -> Result:
                                       hovertemplate="%{y}%{x}: %{z:.3f}<extra></extra>"))
     fig_scores.update_layout(title="Induction score per head (attention to the token after the previous occurrence)",
                              height=160 + 50 * L)
+    fig_previous = go.Figure(go.Heatmap(z=ind["previous"], x=[f"H{h}" for h in range(H)], y=[f"L{l}" for l in range(L)],
+                                        colorscale="Blues", zmin=0, zmax=1, texttemplate="%{z:.2f}",
+                                        hovertemplate="%{y}%{x}: %{z:.3f}<extra></extra>"))
+    fig_previous.update_layout(title="Previous-token score per head (attention to the token just before)",
+                               height=160 + 50 * L)
     fig_loss = go.Figure(go.Scatter(x=pos.position, y=pos.loss, mode="lines", name="loss"))
     fig_loss.add_vline(x=ind["offset"] + ind["half"] + 0.5, line_dash="dash", annotation_text="second copy starts")
     fig_loss.update_layout(title=f"Loss per position on random tokens repeated twice (n={spec.n_sequences})",
@@ -126,11 +149,13 @@ def _check_lm(spec: ModelCheckSpec, lm, ctx) -> Result:
                "repeat_second_loss": ind["second"], "induction_loss_drop": ind["first"] - ind["second"],
                "repeat_len": ind["half"], "top_induction_head": best["head_name"],
                "top_induction_score": float(best["induction_score"]),
+               "top_previous_token_head": best_prev["head_name"],
+               "top_previous_token_score": float(best_prev["previous_token_score"]),
                "heads_above_0.3": int((heads.induction_score > 0.3).sum()), "held_out_loss": hol,
                "uniform_loss": float(np.log(lm.model.cfg.d_vocab))}
     ctx.progress(1.0, "done")
     return Result(ModelCheckSpec.KIND, summary, {"induction_heads": heads, "repeat_loss_by_position": pos},
-                  {"induction_scores": fig_scores, "repeat_loss": fig_loss})
+                  {"induction_scores": fig_scores, "previous_token_scores": fig_previous, "repeat_loss": fig_loss})
 
 
 def modadd_pairs(task: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -61,6 +61,8 @@ class Workbench:
             from .sae_source import sae_fingerprint
 
             fingerprint += ":" + sae_fingerprint(self, spec.sae)
+        if spec.RESULT_VERSION > 1:
+            fingerprint += f":v{spec.RESULT_VERSION}"
         return result_key(spec.hash, fingerprint)
 
     def cached(self, spec: Spec) -> Result | None:

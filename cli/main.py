@@ -59,8 +59,9 @@ def cmd_zoo_check(args) -> int:
         res = outcome.result
         entry = dict(res.summary)
         if "induction_heads" in res.tables:
-            entry["induction_scores"] = {r.head_name: round(float(r.induction_score), 4)
-                                         for r in res.tables["induction_heads"].itertuples()}
+            heads = list(res.tables["induction_heads"].itertuples())
+            entry["induction_scores"] = {r.head_name: round(float(r.induction_score), 4) for r in heads}
+            entry["previous_token_scores"] = {r.head_name: round(float(r.previous_token_score), 4) for r in heads}
         entry["analysis"] = outcome.spec_hash
         out[model_id] = entry
     _print(out, args.json)
