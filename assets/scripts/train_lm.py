@@ -82,9 +82,9 @@ def span_repeat_batch(rng: np.random.Generator, data: np.ndarray, batch: int, ct
 def alternation_batch(gen: torch.Generator, batch: int, ctx: int, vocab: int, eot_id: int,
                       min_len: int = 4, max_len: int = 16) -> torch.Tensor:
     """`[EOT] a b a b a ... c d c d ...`: segments of random lengths alternating two random tokens. Past a
-    segment's first two tokens, the next token is the one before the current: a layer-0 head that attends to
-    the previous token and copies it predicts it, which is the half of an induction circuit that never formed
-    in layer 0 from text and repeats alone."""
+    segment's first two tokens, the next token is the one before the current: a head that attends to the
+    previous token and copies it predicts it. That is the half of an induction circuit that never formed in
+    layer 0 from text and repeats alone."""
     rows = []
     for _ in range(batch):
         row = [eot_id]
@@ -176,9 +176,10 @@ def main(argv: list[str] | None = None) -> None:
                          "matching an induction head needs; three runs at 1.0 here formed none")
     ap.add_argument("--alternation-share", type=float, default=0.0,
                     help="share of rows made of alternating random pairs (a b a b ... c d c d ...): the next token is "
-                         "the one before the current, which rewards a previous-token head in layer 0 directly (an "
-                         "induction head builds on one; none formed in layer 0 without these rows). Measured: a "
-                         "layer-0 head attending 0.6 to the previous token after 100 steps, 0.98 after 1,000")
+                         "the one before the current, which rewards a previous-token head directly (an induction "
+                         "head builds on one in an earlier layer). Measured: fine-tuning a text-trained 2-layer "
+                         "model, a layer-0 head attends 0.6 to the previous token after 100 steps, 0.98 after 1,000; "
+                         "from scratch, the heads that form are in layer 1 (0.98 by step 700)")
     ap.add_argument("--tie-embeddings", action="store_true",
                     help="share the input and output embedding: copying any token is then one generic circuit "
                          "rather than 4,096 separate alignments of an embedding with its unembedding")
