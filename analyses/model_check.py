@@ -117,6 +117,16 @@ def held_out_loss(lm, n_tokens: int, seq_len: int = 128) -> float | None:
     return float(torch.cat(losses).mean())
 
 
+def head_heatmap(scores: np.ndarray, colorscale: str, title: str) -> go.Figure:
+    """A [layer, head] score in [0, 1] as a labelled heatmap."""
+    L, H = scores.shape
+    fig = go.Figure(go.Heatmap(z=scores, x=[f"H{h}" for h in range(H)], y=[f"L{l}" for l in range(L)],
+                               colorscale=colorscale, zmin=0, zmax=1, texttemplate="%{z:.2f}",
+                               hovertemplate="%{y}%{x}: %{z:.3f}<extra></extra>"))
+    fig.update_layout(title=title, height=160 + 50 * L)
+    return fig
+
+
 def _check_lm(spec: ModelCheckSpec, lm, ctx) -> Result:
     ctx.progress(0.1, "induction test")
     ind = induction_test(lm, spec.n_sequences, spec.repeat_len, spec.seed)
@@ -131,16 +141,10 @@ def _check_lm(spec: ModelCheckSpec, lm, ctx) -> Result:
     pos = pd.DataFrame({"position": np.arange(1, len(ind["per_position_loss"]) + 1),
                         "loss": ind["per_position_loss"]})
     pos["copy"] = np.where(pos.position <= ind["offset"] + ind["half"], "first", "second")
-    fig_scores = go.Figure(go.Heatmap(z=ind["scores"], x=[f"H{h}" for h in range(H)], y=[f"L{l}" for l in range(L)],
-                                      colorscale="Reds", zmin=0, zmax=1, texttemplate="%{z:.2f}",
-                                      hovertemplate="%{y}%{x}: %{z:.3f}<extra></extra>"))
-    fig_scores.update_layout(title="Induction score per head (attention to the token after the previous occurrence)",
-                             height=160 + 50 * L)
-    fig_previous = go.Figure(go.Heatmap(z=ind["previous"], x=[f"H{h}" for h in range(H)], y=[f"L{l}" for l in range(L)],
-                                        colorscale="Blues", zmin=0, zmax=1, texttemplate="%{z:.2f}",
-                                        hovertemplate="%{y}%{x}: %{z:.3f}<extra></extra>"))
-    fig_previous.update_layout(title="Previous-token score per head (attention to the token just before)",
-                               height=160 + 50 * L)
+    fig_scores = head_heatmap(ind["scores"], "Reds",
+                              "Induction score per head (attention to the token after the previous occurrence)")
+    fig_previous = head_heatmap(ind["previous"], "Blues",
+                                "Previous-token score per head (attention to the token just before)")
     fig_loss = go.Figure(go.Scatter(x=pos.position, y=pos.loss, mode="lines", name="loss"))
     fig_loss.add_vline(x=ind["offset"] + ind["half"] + 0.5, line_dash="dash", annotation_text="second copy starts")
     fig_loss.update_layout(title=f"Loss per position on random tokens repeated twice (n={spec.n_sequences})",

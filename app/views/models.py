@@ -101,8 +101,7 @@ else:
 st.divider()
 st.subheader("Quality check")
 st.caption("Induction test (per-head induction and previous-token scores) and held-out loss for language models, "
-           "accuracy for task models. Runs as a background "
-           "job: it keeps going if you close the tab.")
+           "accuracy for task models. Runs as a background job: it keeps going if you close the tab.")
 if st.button("Run the quality check as a job", key="check_job"):
     try:
         rec = wb.submit(ModelCheckSpec(model=lm.id))
