@@ -86,6 +86,12 @@ def settle(page, timeout=120_000):
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout)
 
 
+def wait_for_at_least(locator, n: int, timeout=120_000) -> int:
+    """Wait until `locator` matches at least n elements (Streamlit draws a page in several deltas)."""
+    locator.nth(n - 1).wait_for(timeout=timeout)
+    return locator.count()
+
+
 def metrics(page) -> dict[str, str]:
     out = {}
     for m in page.locator("[data-testid='stMetric']").all():

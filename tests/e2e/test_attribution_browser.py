@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import metrics, settle
+from tests.e2e.conftest import metrics, settle, wait_for_at_least
 
 pytestmark = pytest.mark.browser
 
@@ -28,7 +28,7 @@ def test_compare_two_methods_on_a_prompt(server, browser):
     assert m["methods"] == "2" and m["target"] == "'.'"
     # one highlighted row of tokens per method
     rows = page.locator("table tr").filter(has_text="Integrated Gradients")
-    assert rows.count() >= 1
-    assert page.locator("tr").filter(has_text="Attention rollout").count() >= 1
+    assert wait_for_at_least(rows, 1) >= 1
+    assert wait_for_at_least(page.locator("tr").filter(has_text="Attention rollout"), 1) >= 1
     assert "a=" in page.url
     ctx.close()

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import metrics, settle
+from tests.e2e.conftest import metrics, settle, wait_for_at_least
 
 pytestmark = pytest.mark.browser
 
@@ -35,6 +35,6 @@ def test_prompt_share_link_reopens_in_a_new_browser(server, browser, tmp_path):
     page2.wait_for_selector("[data-testid='stMetric']", timeout=120_000)
     settle(page2)
     assert metrics(page2) == first
-    assert page2.get_by_text("loaded from the result cache").count() >= 1
+    assert wait_for_at_least(page2.get_by_text("loaded from the result cache"), 1) >= 1
     assert page2.get_by_label("Prompt").input_value() == "def f(x):\n    return x\n\ndef f(x):\n    return"
     fresh.close()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import settle
+from tests.e2e.conftest import settle, wait_for_at_least
 
 pytestmark = pytest.mark.browser
 
@@ -48,10 +48,11 @@ def test_a_feature_link_opens_its_dashboard(server, browser, server_workbench):
     page.goto(f"{server}/?page=sae_browser&model=zoo-lm&sae={run.hash}&feature={feature}&tokens=32768")
     settle(page)
     page.get_by_text(f"Feature {feature}:").first.wait_for(timeout=120_000)
+    settle(page)
     assert "sae_browser" in page.url and f"feature={feature}" in page.url
     m = page.locator("[data-testid='stMetric']").filter(has_text="fires on")
     fires = int(m.locator("[data-testid='stMetricValue']").inner_text().split()[0].replace(",", ""))
     assert fires == int(feats.fires[feature])
     # the top context is highlighted token by token: the firing token carries the max activation
-    assert page.locator("span[title]").count() > 20
+    assert wait_for_at_least(page.locator("span[title]"), 21) > 20
     ctx.close()
