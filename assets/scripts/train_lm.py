@@ -9,6 +9,14 @@ looking back at what followed the same token last time, which is what an inducti
 The natural rows (code, with its repeated identifiers) reward the same mechanism more softly.
 The script logs the loss on the first and second copy of held-out repeated sequences, the signature
 of induction heads (the second-copy loss collapses once they form).
+
+The committed model took two stages (see the Makefile's `zoo` recipe and the README). Stage 1 trains the
+LM (text plus repeats). Stage 2 adds `--previous-token-aux`, a training-only read-out that predicts token
+t-1 from the residual stream after block 0. An induction head in layer 1 needs a previous-token head in
+layer 0, and the LM loss rewards one only once a layer-1 head is already looking for it; that
+chicken-and-egg plateau outlasted every CPU run without the read-out (none formed in 2,400 steps of
+stage 1 plus 6,800 more like stage 2). With it, layer 0 carried the previous token within 300 steps and
+a layer-1 induction head formed about step 2,000.
 """
 from __future__ import annotations
 
@@ -126,6 +134,22 @@ def evaluate(model, held: np.ndarray, gen_seed: int, ctx: int, vocab: int, eot_i
     return out
 
 
+class PreviousTokenProbe(torch.nn.Module):
+    """A linear read-out, used only during training, that predicts token t-1 from the residual stream after
+    block 0 at position t. Its loss rewards layer 0 for writing the previous token where a later head's keys
+    can read it: the first half of an induction circuit, which the LM loss alone rewards only once a layer-1
+    head already looks for it. The probe is discarded; the saved model is a plain GPT-NeoX."""
+
+    def __init__(self, d_model: int):
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(d_model)
+        self.proj = torch.nn.Linear(d_model, d_model, bias=False)
+
+    def loss(self, resid_after_block0: torch.Tensor, tokens: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:
+        logits = self.proj(self.norm(resid_after_block0[:, 1:])) @ embed.T
+        return torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, :-1].flatten())
+
+
 def build_model(args, vocab: int, eot_id: int):
     """A fresh GPT-NeoX: a plain Hugging Face class with nn.Linear layers (what kronfluence needs) that
     TransformerBridge boots from a folder."""
@@ -184,6 +208,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tie-embeddings", action="store_true",
                     help="share the input and output embedding: copying any token is then one generic circuit "
                          "rather than 4,096 separate alignments of an embedding with its unembedding")
+    ap.add_argument("--previous-token-aux", type=float, default=0.0,
+                    help="weight of a training-only loss (PreviousTokenProbe) for reading the previous token out "
+                         "of the residual stream after block 0; it decays linearly to 0 over the first "
+                         "--aux-share of the steps, so the last steps train the LM loss alone")
+    ap.add_argument("--aux-share", type=float, default=0.3)
     ap.add_argument("--init-from", type=Path, default=None,
                     help="continue from this checkpoint folder")
     ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (schedule unchanged)")
@@ -204,8 +233,10 @@ def main(argv: list[str] | None = None) -> None:
     model = AutoModelForCausalLM.from_pretrained(args.init_from) if args.init_from else build_model(args, vocab, eot_id)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"params {n_params/1e6:.2f}M", flush=True)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    probe = PreviousTokenProbe(model.config.hidden_size) if args.previous_token_aux > 0 else None
+    params = list(model.named_parameters()) + (list(probe.named_parameters()) if probe else [])
+    decay = [p for n, p in params if p.ndim >= 2]
+    no_decay = [p for n, p in params if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.98))
     steps = int(args.tokens // (args.batch * args.ctx))
@@ -232,7 +263,13 @@ def main(argv: list[str] | None = None) -> None:
             parts.append(span_repeat_batch(rng, train_ids, n_span, args.ctx, eot_id))
             parts.append(varied_repeat_batch(gen, n_rep - n_span, args.ctx, vocab, eot_id))
         x = torch.cat(parts)
-        loss = model(x, labels=x).loss
+        aux_weight = args.previous_token_aux * max(0.0, 1 - step / max(1, args.aux_share * steps))
+        if aux_weight > 0:
+            out = model(x, labels=x, output_hidden_states=True)
+            aux = probe.loss(out.hidden_states[1], x, model.get_input_embeddings().weight)
+            loss = out.loss + aux_weight * aux
+        else:
+            aux, loss = None, model(x, labels=x).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -242,6 +279,8 @@ def main(argv: list[str] | None = None) -> None:
         if step % 100 == 0 or step == steps - 1 or elapsed > args.max_minutes:
             ev = evaluate(model, held_ids, 1234, args.ctx, vocab, eot_id)
             ev.update(step=step, train_loss=loss.item(), minutes=round(elapsed, 2))
+            if aux is not None:
+                ev.update(previous_token_aux_loss=aux.item(), aux_weight=aux_weight)
             log.append(ev)
             print(json.dumps(ev), flush=True)
             model.save_pretrained(args.out)  # a usable checkpoint at every log point
