@@ -17,11 +17,6 @@ def report():
     return json.loads(buf.getvalue())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open gap (issue 2): the committed zoo LM learned to copy repeats at the one period it was trained on "
-    "((ctx-1)//2 = 127 tokens) with a fixed-offset head, not with induction heads; at the unseen period 64 "
-    "used here the second copy is not predicted (no layer-0 previous-token head either). strict: this fails loudly "
-    "once a retrained LM passes."))
 def test_zoo_lm_has_induction_heads(report):
     lm = report["zoo-lm"]
     # random tokens are unpredictable the first time (~ln 4096 = 8.3 nats) and copied the second
@@ -30,6 +25,14 @@ def test_zoo_lm_has_induction_heads(report):
     assert lm["induction_loss_drop"] > 5.0
     assert lm["top_induction_score"] > 0.5
     assert len(lm["induction_scores"]) == 12  # 2 layers x 6 heads, all reported
+
+
+def test_zoo_lm_induction_head_composes_with_a_previous_token_head(report):
+    """The two-layer circuit: the induction head in layer 1 reads what a layer-0 previous-token head wrote."""
+    lm = report["zoo-lm"]
+    assert lm["top_induction_head"].startswith("L1")
+    assert lm["top_previous_token_head"].startswith("L0")
+    assert lm["top_previous_token_score"] > 0.5
 
 
 def test_zoo_check_reports_previous_token_scores(report):
