@@ -17,13 +17,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from attribution.registry import IMAGE_METHODS as METHOD_REGISTRY
 from compute.errors import BadInput
+from compute.tasks import task_for
+from compute.tasks.digits import Digits
 
 from .attribution_figures import agreement_heatmap, cost_bars
 from .attribution_image_figures import image_curves, image_faithfulness, overlays
-from .base import Result, Spec, register
+from .base import Result, Spec, bounded
+from .registry import register
 
-IMAGE_METHODS = ("gradcam", "gradcam_pp", "integrated_gradients", "occlusion", "shap")
+IMAGE_METHODS = tuple(METHOD_REGISTRY)
 MAX_UPLOAD_BYTES = 20 * 2**20
 
 
@@ -31,12 +35,13 @@ MAX_UPLOAD_BYTES = 20 * 2**20
 class AttributionImageSpec(Spec):
     KIND = "attribution_image"
     TITLE = "Attribution comparison (image)"
+    PAGE = "attribution"
     image: str = "digits:0"
     target: int = -1  # the class; -1 = the model's prediction
     methods: tuple[str, ...] = IMAGE_METHODS
-    ig_steps: int = 64
-    shap_samples: int = 200
-    occlusion_window: int = 2
+    ig_steps: int = bounded(64, 4, 1024)
+    shap_samples: int = bounded(200, 10, 5000)
+    occlusion_window: int = bounded(2, 1, 64)
     top_k: int = 8
 
     def validate(self) -> None:
@@ -48,12 +53,6 @@ class AttributionImageSpec(Spec):
             raise BadInput(f"unknown image method(s) {', '.join(unknown)}; known: {', '.join(IMAGE_METHODS)}")
         if not (self.image.startswith("digits:") or self.image.startswith("upload:")):
             raise BadInput("an image is digits:N or upload:SHA (upload an image on the page, or pass --image FILE)")
-        if not (4 <= self.ig_steps <= 1024 and 10 <= self.shap_samples <= 5000 and 1 <= self.occlusion_window <= 64):
-            raise BadInput("ig_steps 4..1024, shap_samples 10..5000, occlusion_window 1..64")
-
-
-def uploads_dir(wb) -> Path:
-    return wb.settings.home / "images"
 
 
 def store_upload(wb, data: bytes, filename: str) -> str:
@@ -64,7 +63,7 @@ def store_upload(wb, data: bytes, filename: str) -> str:
         raise BadInput(f"the image is {len(data) / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB")
     suffix = ".npy" if filename.lower().endswith(".npy") else ".img"
     sha = hashlib.sha256(data).hexdigest()[:20]
-    folder = uploads_dir(wb)
+    folder = wb.settings.uploads_dir
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{sha}{suffix}"
     if not path.exists():
@@ -81,12 +80,10 @@ def load_image(wb, lm, name: str) -> tuple[torch.Tensor, int | None, str]:
         raise BadInput(f"{lm.id} does not declare its input shape (input_shape in config.json)")
     lo, hi = lm.image_config.get("input_range", [0.0, 1.0])
     if name.startswith("digits:"):
-        from .model_check import digits_split, task_of
-
-        task = task_of(lm)
-        if task.get("task") != "sklearn_digits":
+        task = task_for(lm)
+        if not isinstance(task, Digits):
             raise BadInput(f"digits:N images belong to the digits models; {lm.id} needs an uploaded image")
-        _, x_test, _, y_test = digits_split(task)
+        _, x_test, _, y_test = task.split_arrays()
         try:
             i = int(name.split(":", 1)[1])
         except ValueError:
@@ -100,7 +97,7 @@ def load_image(wb, lm, name: str) -> tuple[torch.Tensor, int | None, str]:
         sha = name.split(":", 1)[1]
         if not sha.isalnum():
             raise BadInput(f"'{name}' is not an uploaded image name")
-        matches = list(uploads_dir(wb).glob(f"{sha}.*"))
+        matches = list(wb.settings.uploads_dir.glob(f"{sha}.*"))
         if not matches:
             raise BadInput(f"no uploaded image {sha} on this server")
         path = matches[0]
@@ -136,11 +133,9 @@ def load_image(wb, lm, name: str) -> tuple[torch.Tensor, int | None, str]:
 
 def background(lm, n: int = 32) -> torch.Tensor:
     """SHAP's background: training digits for the digits models, else a black image."""
-    from .model_check import digits_split, task_of
-
-    task = task_of(lm)
-    if task.get("task") == "sklearn_digits":
-        x_train = digits_split(task)[0]
+    task = task_for(lm)
+    if isinstance(task, Digits):
+        x_train = task.split_arrays()[0]
         idx = np.random.default_rng(0).choice(len(x_train), size=min(n, len(x_train)), replace=False)
         return torch.from_numpy(x_train[idx]).to(lm.device)
     shape = tuple(lm.image_config["input_shape"])
@@ -162,6 +157,7 @@ def compare_image(ctx, lm, spec: AttributionImageSpec, image: str, target: int, 
     """All methods on one image, RISE curves (and a random order's), agreement."""
     from attribution import image_methods
     from attribution.agreement import pairwise
+    from attribution.registry import run_method
 
     x, label, desc = load_image(ctx.workbench, lm, image)
     with torch.no_grad():
@@ -174,9 +170,7 @@ def compare_image(ctx, lm, spec: AttributionImageSpec, image: str, target: int, 
     out = {}
     for i, m in enumerate(spec.methods):
         progress(0.8 * i / len(spec.methods), m)
-        kw = {"integrated_gradients": {"n_steps": spec.ig_steps}, "occlusion": {"window": spec.occlusion_window},
-              "shap": {"background": background(lm), "nsamples": spec.shap_samples}}.get(m, {})
-        out[m] = image_methods.METHODS[m](task, **kw)
+        out[m] = run_method(METHOD_REGISTRY[m], task, spec, {"background": lambda: background(lm)})
     progress(0.85, "deletion and insertion")
     rows, curves = [], []
     rng = np.random.default_rng(0)
@@ -224,6 +218,7 @@ def run_attribution_image(spec: AttributionImageSpec, ctx) -> Result:
 class AttributionImageBatchSpec(AttributionImageSpec):
     KIND = "attribution_image_batch"
     TITLE = "Attribution comparison over a set of images"
+    PAGE = "attribution"
     images: tuple[str, ...] = ()
 
     def validate(self) -> None:

@@ -13,15 +13,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from attribution.registry import REPLACEMENTS as REPLACEMENT_MODELS
+from attribution.registry import TEXT_METHODS as METHOD_REGISTRY
 from compute.errors import BadInput
 
 from .attribution_figures import agreement_heatmap, cost_bars, curves_figure, faithfulness_bars, token_heatmap
-from .base import Result, Spec, register
+from .base import Result, Spec, bounded
+from .registry import register
 from .lm_inputs import check_prompt_text, prompt_tokens, token_strings
 
-TEXT_METHODS = ("reagent", "shap", "integrated_gradients", "input_x_gradient", "saliency", "occlusion",
-                "attention_last", "attention_rollout")
-REPLACEMENTS = ("frequency", "zoo-mlm", "roberta-base")
+TEXT_METHODS = tuple(METHOD_REGISTRY)
+REPLACEMENTS = tuple(REPLACEMENT_MODELS)
 MAX_FEATURES = 256
 MAX_TARGET_TOKENS = 16
 
@@ -31,31 +33,24 @@ class AttributionOptions(Spec):
     """The methods and their settings, shared by the single-prompt and the batch comparison."""
     methods: tuple[str, ...] = TEXT_METHODS
     replacement: str = "frequency"  # ReAGent's replacement model
-    ig_steps: int = 128
-    shap_max_evals: int = 500
-    reagent_steps: int = 300
-    reagent_probes: int = 16
-    faithfulness_samples: int = 10
+    ig_steps: int = bounded(128, 4, 1024)
+    shap_max_evals: int = bounded(500, 10, 20_000)
+    reagent_steps: int = bounded(300, 1, 5000)
+    reagent_probes: int = bounded(16, 1, 128)
+    faithfulness_samples: int = bounded(10, 1, 100)
     top_k: int = 5
     seed: int = 0
 
     def validate(self) -> None:
         super().validate()
         validate_methods(self.methods, self.replacement)
-        if not 4 <= self.ig_steps <= 1024:
-            raise BadInput("ig_steps must be between 4 and 1024")
-        if not 10 <= self.shap_max_evals <= 20_000:
-            raise BadInput("shap_max_evals must be between 10 and 20,000")
-        if not (1 <= self.reagent_steps <= 5000 and 1 <= self.reagent_probes <= 128):
-            raise BadInput("reagent_steps 1..5000 and reagent_probes 1..128")
-        if not 1 <= self.faithfulness_samples <= 100:
-            raise BadInput("faithfulness_samples must be between 1 and 100")
 
 
 @dataclass(frozen=True)
 class AttributionTextSpec(AttributionOptions):
     KIND = "attribution_text"
     TITLE = "Attribution comparison (text)"
+    PAGE = "attribution"
     prompt: str = ""
     target: str = ""  # a continuation; "" = the model's greedy next token
     target_id: int = -1  # or one token by id
@@ -72,6 +67,7 @@ class AttributionTextSpec(AttributionOptions):
 class AttributionBatchSpec(AttributionOptions):
     KIND = "attribution_text_batch"
     TITLE = "Attribution comparison over a set of prompts"
+    PAGE = "attribution"
     prompts: tuple[str, ...] = ()
     targets: tuple[str, ...] = ()  # one per prompt, or none: each prompt's greedy next token
 
@@ -140,7 +136,7 @@ def replacement_sampler(ctx, lm, name: str):
     from attribution.replacement import FrequencySampler, MaskedLMSampler
 
     if name == "frequency":
-        return FrequencySampler(lm.tokenizer, cache_dir=ctx.workbench.settings.home / "attribution")
+        return FrequencySampler(lm.tokenizer, cache_dir=ctx.workbench.settings.cache_dir("attribution"))
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     from compute.settings import ASSETS
@@ -161,26 +157,18 @@ def replacement_sampler(ctx, lm, name: str):
 
 def attribute(ctx, lm, task, spec, progress=None) -> dict:
     """Run the chosen methods on one task; returns {method: TokenAttribution}."""
-    from attribution import text_methods
-    from attribution.reagent import reagent
+    from attribution.registry import run_method
 
+    provide = {"sampler": lambda: replacement_sampler(ctx, lm, spec.replacement), "tokenizer": lambda: lm.tokenizer}
     out = {}
     for i, m in enumerate(spec.methods):
         if progress:
             progress(i / len(spec.methods), f"{m}")
         torch.manual_seed(spec.seed)
-        if m == "reagent":
-            out[m] = reagent(task, replacement_sampler(ctx, lm, spec.replacement), max_steps=spec.reagent_steps,
-                             num_probes=spec.reagent_probes, seed=spec.seed)
-        elif m == "shap":
-            try:
-                out[m] = text_methods.shap_values(task, tokenizer=lm.tokenizer, max_evals=spec.shap_max_evals)
-            except ValueError as e:
-                raise BadInput(str(e)) from None
-        elif m == "integrated_gradients":
-            out[m] = text_methods.integrated_gradients(task, n_steps=spec.ig_steps)
-        else:
-            out[m] = text_methods.METHODS[m](task)
+        try:
+            out[m] = run_method(METHOD_REGISTRY[m], task, spec, provide)
+        except ValueError as e:  # the method refuses this input (e.g. shap on a prompt it cannot mask)
+            raise BadInput(f"{METHOD_REGISTRY[m].label}: {e}") from None
     return out
 
 

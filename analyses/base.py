@@ -3,6 +3,13 @@
 A spec is a frozen dataclass of JSON values with a `kind`; its canonical JSON gives a stable hash
 that names it in share links, the result cache, batch export and the CLI. A Result holds a JSON
 summary, pandas tables and Plotly figures, and saves to / loads from a folder without pickle.
+
+- Numeric fields declare their range with `bounded(default, lo, hi)`; `Spec.validate` checks every
+  such field, so a spec's own `validate` holds only the checks that need more than a range.
+- A spec that reads fitted artifacts (an SAE, later a LIB basis or EK-FAC factors) lists them in
+  `depends_on()`; their fingerprints join the result-cache key (analyses/workbench.py). A spec that
+  fits one is a `FitSpec`: its artifact lives in a folder of the kind it names (`Settings.fit_dir`).
+- `PAGE` names the app page that shows a spec's results, so a share link `?a=<hash>` finds its page.
 """
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -21,10 +28,26 @@ from compute.errors import BadInput
 from compute.specs import spec_hash
 
 
+def bounded(default: Any, lo: float | None = None, hi: float | None = None) -> Any:
+    """A spec field whose value must lie in [lo, hi] (None: unbounded on that side)."""
+    return field(default=default, metadata={"range": (lo, hi)})
+
+
+def _fmt(v: float) -> str:
+    return f"{v:,}" if isinstance(v, int) else f"{v:g}"
+
+
+class Dependency(Protocol):
+    """Something a result depends on besides its spec and its model's weights (an SAE, a fitted basis)."""
+
+    def fingerprint(self, wb) -> str: ...
+
+
 @dataclass(frozen=True)
 class Spec:
     KIND: ClassVar[str] = ""
     TITLE: ClassVar[str] = ""
+    PAGE: ClassVar[str] = ""  # the app page that shows this kind (see app/pages.py); "" = the Jobs page
     # Raised when an analysis's results change shape or meaning: it joins the result-cache key (not the spec
     # hash, so share links keep working) and results stored by an older version are recomputed, not reopened.
     RESULT_VERSION: ClassVar[int] = 1
@@ -41,6 +64,19 @@ class Spec:
         """Cheap checks that need no model; raise BadInput with a message for the researcher."""
         if not isinstance(self.model, str) or not self.model.strip():
             raise BadInput("no model given")
+        for f in dataclasses.fields(self):
+            lo, hi = f.metadata.get("range", (None, None))
+            v = getattr(self, f.name)
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                if lo is None:
+                    raise BadInput(f"{f.name} must be at most {_fmt(hi)}")
+                if hi is None:
+                    raise BadInput(f"{f.name} must be at least {_fmt(lo)}")
+                raise BadInput(f"{f.name} must be between {_fmt(lo)} and {_fmt(hi)}")
+
+    def depends_on(self) -> tuple[Dependency, ...]:
+        """Fitted artifacts this analysis reads; their fingerprints join its result-cache key."""
+        return ()
 
     def describe(self) -> str:
         return f"{self.TITLE or self.KIND} on {self.model}"
@@ -134,30 +170,12 @@ def _json_default(o: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class Analysis:
-    spec_cls: type[Spec]
-    run: Callable[..., Result]
-    long: bool  # runs as a background job by default
+class FitSpec(Spec):
+    """A spec that fits an artifact (an SAE; later a LIB basis, EK-FAC factors) into a folder of its own,
+    `Workbench.artifact_folder(spec)`: under `Settings.fit_dir(ARTIFACT)`, named by the spec's result key.
+    A spec that reads the artifact names the fit in `depends_on()` (kronfluence's named factors)."""
+    ARTIFACT: ClassVar[str] = ""
 
-
-ANALYSES: dict[str, Analysis] = {}
-
-
-def register(spec_cls: type[Spec], long: bool = False):
-    def deco(fn: Callable[..., Result]) -> Callable[..., Result]:
-        if not spec_cls.KIND:
-            raise ValueError("spec class needs a KIND")
-        ANALYSES[spec_cls.KIND] = Analysis(spec_cls, fn, long)
-        return fn
-    return deco
-
-
-def spec_from_dict(data: dict) -> Spec:
-    from . import registry  # noqa: F401  (imports every analysis module so that they register)
-
-    if not isinstance(data, dict) or "kind" not in data:
-        raise BadInput("a spec is a JSON object with a 'kind'")
-    kind = data["kind"]
-    if kind not in ANALYSES:
-        raise BadInput(f"unknown analysis kind '{kind}'; known: {', '.join(sorted(ANALYSES))}")
-    return ANALYSES[kind].spec_cls.from_dict(data)
+    def fingerprint(self, wb) -> str:
+        # Deterministic fits: the fit's own result key (spec, weights, its dependencies) names its artifact.
+        return wb.result_key(self)

@@ -13,9 +13,9 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from compute.errors import BadInput
 
-from .base import Result, Spec, register
+from .base import Result, Spec, bounded
+from .registry import register
 from .lm_inputs import check_prompt_text, prompt_tokens, token_strings
 
 
@@ -23,15 +23,14 @@ from .lm_inputs import check_prompt_text, prompt_tokens, token_strings
 class PromptSpec(Spec):
     KIND = "prompt"
     TITLE = "Prompt: predictions, logit lens, attention"
+    PAGE = "models"
     prompt: str = ""
-    top_k: int = 5
+    top_k: int = bounded(5, 1, 50)
     prepend_bos: bool = True
 
     def validate(self) -> None:
         super().validate()
         check_prompt_text(self.prompt)
-        if not 1 <= self.top_k <= 50:
-            raise BadInput("top_k must be between 1 and 50")
 
 
 def _pos_labels(tokens: list[str]) -> list[str]:

@@ -1,12 +1,66 @@
-"""Imports every analysis module so that each registers its spec kind.
+"""The analysis kinds: `register` records a spec class and its run function; `spec_from_dict` reads a
+stored or shared spec back.
 
-Extra modules (plugins, or test doubles for the job machinery) can be named, comma-separated, in
-WORKBENCH_EXTRA_ANALYSES; worker processes import them too.
+Every module of this package is imported once, on the first look-up, so that each registers its own
+kinds: a new analysis is a new module here, named nowhere else. Extra modules (plugins, or test doubles
+for the job machinery) can be named, comma-separated, in WORKBENCH_EXTRA_ANALYSES; worker processes
+import them too.
 """
+from __future__ import annotations
+
 import importlib
 import os
+import pkgutil
+from dataclasses import dataclass
+from typing import Callable
 
-from . import attribution_image, attribution_text, model_check, prompt, sae_dashboard, sae_error, sae_probe, sae_runs  # noqa: F401
+from compute.errors import BadInput
 
-for _name in filter(None, os.environ.get("WORKBENCH_EXTRA_ANALYSES", "").split(",")):
-    importlib.import_module(_name.strip())
+from .base import Result, Spec
+
+
+@dataclass(frozen=True)
+class Analysis:
+    spec_cls: type[Spec]
+    run: Callable[..., Result]
+    long: bool  # runs as a background job by default
+
+
+ANALYSES: dict[str, Analysis] = {}
+_loaded = False
+
+
+def register(spec_cls: type[Spec], long: bool = False):
+    def deco(fn: Callable[..., Result]) -> Callable[..., Result]:
+        if not spec_cls.KIND:
+            raise ValueError("spec class needs a KIND")
+        ANALYSES[spec_cls.KIND] = Analysis(spec_cls, fn, long)
+        return fn
+    return deco
+
+
+def load_all() -> dict[str, Analysis]:
+    """Import every analysis module (and the extra ones) so that all kinds are registered."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        package = __name__.rsplit(".", 1)[0]
+        for mod in pkgutil.iter_modules(importlib.import_module(package).__path__):
+            if mod.name != "worker":  # the job worker's entry point registers nothing
+                importlib.import_module(f"{package}.{mod.name}")
+        for name in filter(None, os.environ.get("WORKBENCH_EXTRA_ANALYSES", "").split(",")):
+            importlib.import_module(name.strip())
+    return ANALYSES
+
+
+def analysis_of(kind: str) -> Analysis:
+    analyses = load_all()
+    if kind not in analyses:
+        raise BadInput(f"unknown analysis kind '{kind}'; known: {', '.join(sorted(analyses))}")
+    return analyses[kind]
+
+
+def spec_from_dict(data: dict) -> Spec:
+    if not isinstance(data, dict) or "kind" not in data:
+        raise BadInput("a spec is a JSON object with a 'kind'")
+    return analysis_of(data["kind"]).spec_cls.from_dict(data)

@@ -18,7 +18,8 @@ import torch
 
 from compute.errors import BadInput
 
-from .base import Result, register
+from .base import Result, bounded
+from .registry import register
 from .lm_inputs import token_strings
 from .sae_browser_figures import (activation_histogram, contexts_heatmap, density_overview, feature_overview,
                                   logit_effects)
@@ -31,19 +32,13 @@ MAX_DASHBOARD_TOKENS = 4_000_000
 class SAEDashboardSpec(SAESpec):
     KIND = "sae_dashboards"
     TITLE = "SAE feature dashboards"
+    PAGE = "sae_browser"
     dataset: str = "zoo-stdlib"
-    n_tokens: int = 131_072
+    n_tokens: int = bounded(131_072, 1_000, MAX_DASHBOARD_TOKENS)
     seq_len: int = 128
-    n_top: int = 20
-    n_quantiles: int = 5
-    per_quantile: int = 5
-
-    def validate(self) -> None:
-        super().validate()
-        if not 1_000 <= self.n_tokens <= MAX_DASHBOARD_TOKENS:
-            raise BadInput(f"n_tokens must be between 1,000 and {MAX_DASHBOARD_TOKENS:,}")
-        if not (1 <= self.n_top <= 100 and 0 <= self.n_quantiles <= 20 and 1 <= self.per_quantile <= 20):
-            raise BadInput("n_top 1..100, n_quantiles 0..20 and per_quantile 1..20")
+    n_top: int = bounded(20, 1, 100)
+    n_quantiles: int = bounded(5, 0, 20)
+    per_quantile: int = bounded(5, 1, 20)
 
     def describe(self) -> str:
         return f"feature dashboards of {self.sae} on {self.model} ({self.n_tokens:,} tokens of {self.dataset})"
@@ -53,6 +48,7 @@ class SAEDashboardSpec(SAESpec):
 class SAEFeatureSpec(SAEDashboardSpec):
     KIND = "sae_feature"
     TITLE = "SAE feature dashboard"
+    PAGE = "sae_browser"
     feature: int = 0
 
     def validate(self) -> None:
@@ -76,7 +72,7 @@ def vocab_strings(lm) -> list[str]:
 def run_sae_dashboards(spec: SAEDashboardSpec, ctx) -> Result:
     from sae.dashboards import (activation_histograms, add_windows, cofiring, decoder_neighbours, encode_sparse,
                                 example_rows, feature_stats, logit_table)
-    from sae.interventions import decoder_in_resid
+    from compute.hooks import to_residual
 
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -114,7 +110,7 @@ def run_sae_dashboards(spec: SAEDashboardSpec, ctx) -> Result:
     neighbours = decoder_neighbours(sae.W_dec.detach())
     cofire = cofiring(sa)
     lap("neighbours_and_cofiring")
-    directions, logit_path = decoder_in_resid(sae, lm.model, hook)
+    directions, logit_path = to_residual(sae.W_dec, lm.model, hook)
     tables = {"features": features, "examples": examples, "histograms": hist, "neighbours": neighbours,
               "cofiring": cofire}
     if directions is not None:
@@ -130,19 +126,6 @@ def run_sae_dashboards(spec: SAEDashboardSpec, ctx) -> Result:
                "density_histogram": density_overview(features, "Feature density")}
     ctx.progress(1.0, "done")
     return Result(SAEDashboardSpec.KIND, summary, tables, figures)
-
-
-def dashboard_data(ctx, spec: SAEDashboardSpec) -> Result:
-    """The stored dashboards (computed now, and stored, when missing). Not `workbench.run`: this runs inside
-    another analysis, which already holds the device lock (a plain, non-reentrant lock on CUDA)."""
-    wb = ctx.workbench
-    cached = wb.cached(spec)
-    if cached is not None:
-        return cached
-    wb.store.put_spec(spec.to_dict())
-    result = run_sae_dashboards(spec, ctx)
-    wb.results.put(wb.result_key(spec), result.save)
-    return result
 
 
 def with_labels(df: pd.DataFrame, features: pd.DataFrame, col: str = "other") -> pd.DataFrame:
@@ -190,7 +173,7 @@ def effect_through_model(lm, sae, hook: str, feature: int, examples: pd.DataFram
 
 @register(SAEFeatureSpec)
 def run_sae_feature(spec: SAEFeatureSpec, ctx) -> Result:
-    dash = dashboard_data(ctx, spec.dashboards())
+    dash = ctx.require(spec.dashboards(), share=(0.0, 0.8))  # stored once; then a disk read
     feats = dash.tables["features"]
     d_sae = len(feats)
     f = spec.feature

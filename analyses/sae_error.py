@@ -17,8 +17,10 @@ import pandas as pd
 import torch
 
 from compute.errors import BadInput
+from compute.tasks.next_token import mean_next_token_loss
 
-from .base import Result, register
+from .base import Result, bounded
+from .registry import register
 from .sae_browser_figures import ce_bars, error_norms, error_variance_bars
 from .sae_source import SAESpec, check_width, load_for_model
 
@@ -27,24 +29,19 @@ from .sae_source import SAESpec, check_width, load_for_model
 class SAEErrorSpec(SAESpec):
     KIND = "sae_error"
     TITLE = "SAE error (dark matter)"
+    PAGE = "sae_browser"
     dataset: str = "zoo-stdlib-heldout"
-    n_tokens: int = 65_536
+    n_tokens: int = bounded(65_536, 2_048, 2_000_000)
     seq_len: int = 128
-    skip_positions: int = 8
-    fit_fraction: float = 0.5
-    ce_rows: int = 32
+    skip_positions: int = bounded(8, 0)
+    fit_fraction: float = bounded(0.5, 0.1, 0.9)
+    ce_rows: int = bounded(32, 0, 512)
     seed: int = 0
 
     def validate(self) -> None:
         super().validate()
-        if not 2_048 <= self.n_tokens <= 2_000_000:
-            raise BadInput("n_tokens must be between 2,048 and 2,000,000")
-        if not 0.1 <= self.fit_fraction <= 0.9:
-            raise BadInput("fit_fraction must be between 0.1 and 0.9")
-        if not 0 <= self.skip_positions < self.seq_len - 1:
+        if self.skip_positions >= self.seq_len - 1:
             raise BadInput("skip_positions must leave some positions in each row")
-        if not 0 <= self.ce_rows <= 512:
-            raise BadInput("ce_rows must be between 0 and 512")
 
 
 @torch.no_grad()
@@ -54,18 +51,6 @@ def sae_errors(sae, x: torch.Tensor, batch: int = 8192) -> torch.Tensor:
         xb = x[i : i + batch].to(sae.W_dec.device, sae.W_dec.dtype)
         out.append((xb - sae.decode(sae.encode(xb))).float().cpu())
     return torch.cat(out)
-
-
-@torch.no_grad()
-def _ce(bridge, tokens: torch.Tensor, hooks, batch: int = 8) -> float:
-    total, n = 0.0, 0
-    for i in range(0, len(tokens), batch):
-        t = tokens[i : i + batch].to(next(bridge.parameters()).device)
-        logits = bridge.run_with_hooks(t, fwd_hooks=hooks) if hooks else bridge(t)
-        total += torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), t[:, 1:].flatten(),
-                                                   reduction="sum").item()
-        n += t[:, 1:].numel()
-    return total / max(n, 1)
 
 
 @register(SAEErrorSpec, long=True)
@@ -109,7 +94,8 @@ def run_sae_error(spec: SAEErrorSpec, ctx) -> Result:
         A = reg.A.to(sae.W_dec.device)
         variants = [("clean", None), ("SAE (x̂)", "none"), ("x̂ + linear error", "linear"),
                     ("x̂ + nonlinear error", "nonlinear")]
-        ce = {name: _ce(lm.model, ce_tokens, [(hook, split_hook(sae, A, keep_part))] if keep_part else None)
+        ce = {name: mean_next_token_loss(lm.model, ce_tokens,
+                                         [(hook, split_hook(sae, A, keep_part))] if keep_part else None)
               for name, keep_part in variants}
         increase = ce["SAE (x̂)"] - ce["clean"]
         share = (lambda v: (v - ce["clean"]) / increase if abs(increase) > 1e-9 else None)  # noqa: E731

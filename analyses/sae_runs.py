@@ -11,16 +11,18 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from compute.errors import BadInput
+from sae.registry import ARCHITECTURES
+from sae.registry import label as arch_label
 
-from .base import Result, Spec, register
+from .base import FitSpec, Result, Spec, bounded
+from .registry import register
 from .sae_figures import comparison_figures, density_histogram, l0_histogram, training_curves
-from .sae_source import SAESpec, sae_location
+from .sae_source import SAE_ARTIFACT, SAESpec, sae_location
 
 TRAIN_DATASET = "zoo-stdlib"
 EVAL_DATASET = "zoo-stdlib-heldout"
@@ -29,13 +31,16 @@ CE_ROWS = 24
 
 
 @dataclass(frozen=True)
-class SAETrainSpec(Spec):
+class SAETrainSpec(FitSpec):
+    """Trains one SAE; the run's folder (`Workbench.artifact_folder`) keeps its curves, checkpoint and the SAE."""
     KIND = "sae_train"
     TITLE = "SAE training"
+    PAGE = "sae_training"
+    ARTIFACT = SAE_ARTIFACT
     hook: str = "blocks.0.hook_resid_post"
     arch: str = "topk"
     k: float = 16
-    d_sae: int = 1536
+    d_sae: int = bounded(1536, 1, 1 << 20)
     n_tokens: int = 1_000_000
     batch_size: int = 4096
     lr: float = 1e-3
@@ -44,7 +49,7 @@ class SAETrainSpec(Spec):
     zipf_exponent: float = 1.0
     dataset: str = TRAIN_DATASET
     seq_len: int = 128
-    eval_tokens: int = 32_768
+    eval_tokens: int = bounded(32_768, 1, 4_000_000)
     seed: int = 0
 
     def train_config(self):
@@ -61,12 +66,8 @@ class SAETrainSpec(Spec):
             raise BadInput("n_tokens must be positive: an SAE needs tokens to train on")
         if self.n_tokens > MAX_TOKENS:
             raise BadInput(f"n_tokens is capped at {MAX_TOKENS:,} per run")
-        if self.d_sae > 1 << 20:
-            raise BadInput("d_sae is capped at 1,048,576")
         if self.k > self.d_sae:
             raise BadInput(f"k = {self.k:g} is larger than d_sae = {self.d_sae}: at most d_sae features can fire")
-        if not 1 <= self.eval_tokens <= 4_000_000:
-            raise BadInput("eval_tokens must be between 1 and 4,000,000")
         try:
             self.train_config().validate()
         except ValueError as e:
@@ -80,32 +81,22 @@ class SAETrainSpec(Spec):
 class SAEEvalSpec(SAESpec):
     KIND = "sae_eval"
     TITLE = "SAE evaluation"
-    eval_tokens: int = 32_768
+    PAGE = "sae_training"
+    eval_tokens: int = bounded(32_768, 1, 4_000_000)
     seq_len: int = 128
-
-    def validate(self) -> None:
-        super().validate()
-        if not 1 <= self.eval_tokens <= 4_000_000:
-            raise BadInput("eval_tokens must be between 1 and 4,000,000")
 
 
 @dataclass(frozen=True)
 class SAECompareSpec(Spec):
     KIND = "sae_compare"
     TITLE = "SAE comparison"
+    PAGE = "sae_training"
     runs: tuple[str, ...] = ()
 
     def validate(self) -> None:
         super().validate()
         if not self.runs:
             raise BadInput("pick at least one SAE run to compare")
-
-
-def _hook_acts(ctx, lm, hook: str, dataset: str, n_tokens: int, seq_len: int, progress):
-    if hook not in lm.model.hook_dict:
-        near = [h for h in lm.hook_names() if h.endswith(hook.split(".")[-1])][:4]
-        raise BadInput(f"unknown hook '{hook}' for {lm.id}" + (f"; e.g. {', '.join(near)}" if near else ""))
-    return ctx.workbench.activations.get_or_build(lm, dataset, hook, n_tokens, seq_len=seq_len, progress=progress)
 
 
 def _eval_result(kind: str, sae, lm, hook: str, eval_set, summary_extra: dict, history: pd.DataFrame | None,
@@ -130,14 +121,9 @@ def _eval_result(kind: str, sae, lm, hook: str, eval_set, summary_extra: dict, h
     return Result(kind, summary, tables, figures)
 
 
-def run_folder(wb, spec: SAETrainSpec) -> Path:
-    """Where a training run keeps its curves (history.jsonl), checkpoint and saved SAE."""
-    return wb.settings.home / "saes" / wb.result_key(spec)
-
-
 def live_history(wb, spec: SAETrainSpec) -> pd.DataFrame:
     """The curves logged so far by a run (running or finished)."""
-    path = run_folder(wb, spec) / "history.jsonl"
+    path = wb.artifact_folder(spec) / "history.jsonl"
     if not path.exists():
         return pd.DataFrame()
     return pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
@@ -150,12 +136,14 @@ def run_sae_train(spec: SAETrainSpec, ctx) -> Result:
     lm = ctx.model(spec.model)
     if lm.kind != "lm":
         raise BadInput("SAE training needs a language model")
-    train_set = _hook_acts(ctx, lm, spec.hook, spec.dataset, spec.n_tokens, spec.seq_len,
-                           lambda f, m="": ctx.progress(0.15 * f, "caching training activations"))
-    eval_set = _hook_acts(ctx, lm, spec.hook, EVAL_DATASET, spec.eval_tokens, spec.seq_len,
-                          lambda f, m="": ctx.progress(0.15 + 0.05 * f, "caching held-out activations"))
+    activations = ctx.workbench.activations
+    train_set = activations.get_or_build(lm, spec.dataset, spec.hook, spec.n_tokens, seq_len=spec.seq_len,
+                                         progress=lambda f, m="": ctx.progress(0.15 * f, "caching training activations"))
+    eval_set = activations.get_or_build(lm, EVAL_DATASET, spec.hook, spec.eval_tokens, seq_len=spec.seq_len,
+                                        progress=lambda f, m="": ctx.progress(0.15 + 0.05 * f,
+                                                                              "caching held-out activations"))
     acts = train_set.load()
-    folder = run_folder(ctx.workbench, spec)
+    folder = ctx.workbench.artifact_folder(spec)
     meta = {"model_name": spec.model, "hook_name": spec.hook, "context_size": train_set.meta["seq_len"],
             "prepend_bos": True, "dataset_path": spec.dataset}
     trainer = SAETrainer(spec.train_config(), acts, folder, metadata=meta, device=lm.device,
@@ -193,8 +181,9 @@ def run_sae_eval(spec: SAEEvalSpec, ctx) -> Result:
     hook = spec.hook or (sae.cfg.metadata.hook_name if sae.cfg.metadata else None) or ""
     if not hook:
         raise BadInput("the SAE does not name its hook; give one")
-    eval_set = _hook_acts(ctx, lm, hook, EVAL_DATASET, spec.eval_tokens, spec.seq_len,
-                          lambda f, m="": ctx.progress(0.5 * f, "caching held-out activations"))
+    eval_set = ctx.workbench.activations.get_or_build(
+        lm, EVAL_DATASET, hook, spec.eval_tokens, seq_len=spec.seq_len,
+        progress=lambda f, m="": ctx.progress(0.5 * f, "caching held-out activations"))
     arch = sae.cfg.architecture()
     extra = {"model": spec.model, "arch": arch, "k": getattr(sae.cfg, "k", None), "aux_loss": None,
              "sae_path": spec.sae}
@@ -217,19 +206,16 @@ def finished_sae_runs(wb, model_id: str) -> list[tuple[str, Spec]]:
     return out
 
 
-ARCH_LABELS = {"topk": "TopK", "feature_choice": "Feature Choice", "mutual_choice": "Mutual Choice"}
-
-
 def run_label(h: str, spec: Spec) -> str:
     if isinstance(spec, SAETrainSpec):
-        arch = ARCH_LABELS.get(spec.arch, spec.arch)
+        arch = arch_label(spec.arch)
         return f"{arch} k={spec.k:g} d_sae={spec.d_sae} {spec.hook} · {h}"
     return f"loaded {getattr(spec, 'sae', '')} · {h}"
 
 
 def _arch_label(summary: dict) -> str:
     arch = summary.get("arch") or "other"
-    return arch if arch in ("topk", "feature_choice", "mutual_choice") else "other"
+    return arch if arch in ARCHITECTURES else "other"
 
 
 @register(SAECompareSpec)

@@ -4,7 +4,8 @@ An SAE is named by a string that goes into specs and links:
 - a workbench training run's hash (16 hex digits): the SAE that run saved;
 - a SAELens-format folder on the server (cfg.json + sae_weights.safetensors);
 - `release:sae_id`, a SAELens pretrained SAE (needs the hub, or its files already in the local cache).
-Results depend on the SAE's weights, so its fingerprint joins the model's in the result-cache key.
+Results depend on the SAE's weights: a spec about an SAE depends on it (`SAERef`), so the SAE's
+fingerprint joins the model's in the result-cache key.
 """
 from __future__ import annotations
 
@@ -15,13 +16,25 @@ from pathlib import Path
 from compute.errors import BadInput
 from compute.models import LoadedModel, hash_files
 
-from .base import Spec
+from .base import FitSpec, Spec
 
 RUN_HASH = re.compile(r"^[0-9a-f]{16}$")
 _fingerprints: dict[tuple, str] = {}
 
 
 NO_SAE = "no SAE given: a workbench SAE run, a SAELens-format folder, or release:sae_id"
+
+
+SAE_ARTIFACT = "saes"  # the fit folder kind of SAE training runs; the SAE itself is its sae/ sub-folder
+
+
+@dataclass(frozen=True)
+class SAERef:
+    """An SAE as a dependency of an analysis: its fingerprint is its weights' identity."""
+    source: str
+
+    def fingerprint(self, wb) -> str:
+        return sae_fingerprint(wb, self.source)
 
 
 @dataclass(frozen=True)
@@ -35,27 +48,28 @@ class SAESpec(Spec):
         if not self.sae.strip():
             raise BadInput(NO_SAE)
 
+    def depends_on(self) -> tuple[SAERef, ...]:
+        return (SAERef(self.sae),)
+
 
 def sae_location(wb, source: str) -> str:
     """The folder or release:id behind an SAE name."""
-    from .sae_runs import SAEEvalSpec, SAETrainSpec, run_folder
-
     source = (source or "").strip()
     if not source:
         raise BadInput(NO_SAE)
-    if RUN_HASH.match(source):
-        data = wb.store.get_spec(source)
-        if data is None:
-            raise BadInput(f"no SAE run is stored under '{source}' on this server")
-        if data.get("kind") == SAETrainSpec.KIND:
-            folder = run_folder(wb, SAETrainSpec.from_dict(data)) / "sae"
-            if not (folder / "cfg.json").exists():
-                raise BadInput(f"SAE run {source} has not finished training yet")
-            return str(folder)
-        if data.get("kind") == SAEEvalSpec.KIND:
-            return data["sae"]
-        raise BadInput(f"'{source}' is a {data.get('kind')} analysis, not an SAE")
-    return source
+    if not RUN_HASH.match(source):
+        return source
+    if wb.store.get_spec(source) is None:
+        raise BadInput(f"no SAE run is stored under '{source}' on this server")
+    spec = wb.load_shared(source)
+    if isinstance(spec, FitSpec) and spec.ARTIFACT == SAE_ARTIFACT:
+        folder = wb.artifact_folder(spec) / "sae"
+        if not (folder / "cfg.json").exists():
+            raise BadInput(f"SAE run {source} has not finished training yet")
+        return str(folder)
+    if isinstance(spec, SAESpec):  # an evaluation of an SAE from elsewhere: that SAE
+        return sae_location(wb, spec.sae)
+    raise BadInput(f"'{source}' is a {spec.KIND} analysis, not an SAE")
 
 
 def sae_fingerprint(wb, source: str) -> str:

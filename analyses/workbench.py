@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import nullcontext
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable
 
@@ -16,7 +17,8 @@ from compute.settings import Settings, load_settings
 from compute.specs import result_key
 from compute.store import JobRecord, Store
 
-from .base import ANALYSES, Result, Spec, spec_from_dict
+from .base import FitSpec, Result, Spec
+from .registry import analysis_of, spec_from_dict
 
 Progress = Callable[[float, str], None]
 MAX_WORKER_THREADS = 2
@@ -29,6 +31,12 @@ class RunContext:
 
     def model(self, model_id: str) -> LoadedModel:
         return self.workbench.models.get(model_id)
+
+    def require(self, spec: Spec, share: tuple[float, float] = (0.0, 1.0)) -> Result:
+        """The result of another analysis this one builds on (e.g. the dashboards a feature page reads),
+        through the same cache: stored once, then a disk read. Its progress fills `share` of ours."""
+        lo, hi = share
+        return self.workbench.run(spec, progress=lambda f, m="": self.progress(lo + (hi - lo) * f, m)).result
 
 
 @dataclass
@@ -56,14 +64,17 @@ class Workbench:
         self.jobs.reap()
 
     def result_key(self, spec: Spec) -> str:
+        """Results depend on the spec, the model's weights, and every artifact the spec depends on."""
         fingerprint = self.models.fingerprint(spec.model)
-        if getattr(spec, "sae", ""):  # an SAE's weights matter as much as the model's
-            from .sae_source import sae_fingerprint
-
-            fingerprint += ":" + sae_fingerprint(self, spec.sae)
+        for dependency in spec.depends_on():
+            fingerprint += ":" + dependency.fingerprint(self)
         if spec.RESULT_VERSION > 1:
             fingerprint += f":v{spec.RESULT_VERSION}"
         return result_key(spec.hash, fingerprint)
+
+    def artifact_folder(self, spec: FitSpec) -> Path:
+        """The folder a fit keeps its artifact in (checkpoints, logs, the fitted weights)."""
+        return self.settings.fit_dir(spec.ARTIFACT) / self.result_key(spec)
 
     def cached(self, spec: Spec) -> Result | None:
         path = self.results.get(self.result_key(spec))
@@ -80,10 +91,9 @@ class Workbench:
             path = self.results.get(key)
             if path is not None:
                 return RunOutcome(spec, h, Result.load(path), True, time.perf_counter() - t0, key)
-        analysis = ANALYSES.get(spec.KIND)
-        if analysis is None:
-            raise BadInput(f"unknown analysis kind '{spec.KIND}'")
+        analysis = analysis_of(spec.KIND)
         lm = self.models.get(spec.model)
+        # re-entrant: an analysis that requires another (ctx.require) runs it under the lock it holds
         lock = self.models.device_lock(lm.device) if lm.device.startswith("cuda") else nullcontext()
         with lock:
             result = analysis.run(spec, RunContext(self, progress or (lambda f, m="": None)))

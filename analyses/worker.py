@@ -12,7 +12,7 @@ import traceback
 from compute.errors import JobCancelled, WorkbenchError
 from compute.jobs import JobContext, compute_slot
 
-from .base import spec_from_dict
+from .registry import spec_from_dict
 from .workbench import Workbench, configure_threads
 
 

@@ -3,35 +3,25 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import urlstate
+from app import pages, urlstate
 from app.services import workbench
 from compute.models import DEFAULT_MODEL, list_models
 
 st.set_page_config(page_title="Interpretability workbench", page_icon=":material/biotech:", layout="wide")
 
-PAGES = {
-    # The default page is served at the root URL; share links to it use "/".
-    "models": st.Page("views/models.py", title="Models", icon=":material/memory:", default=True),
-    "sae_training": st.Page("views/sae_training.py", title="SAE training", icon=":material/model_training:",
-                            url_path="sae_training"),
-    "sae_browser": st.Page("views/sae_browser.py", title="SAE browser", icon=":material/travel_explore:",
-                           url_path="sae_browser"),
-    "attribution": st.Page("views/attribution.py", title="Attribution", icon=":material/highlight:",
-                           url_path="attribution"),
-    "jobs": st.Page("views/jobs.py", title="Jobs & exports", icon=":material/pending_actions:", url_path="jobs"),
-}
-nav = st.navigation(list(PAGES.values()), position="top")
-
-# Readable links may name the page in the query (?page=jobs&job=...); send them there.
-wanted = st.query_params.get("page")
-if wanted in PAGES and nav.url_path != PAGES[wanted].url_path:
-    rest = {k: v for k, v in st.query_params.to_dict().items() if k != "page"}
-    st.switch_page(PAGES[wanted], query_params=rest)
+PAGES = pages.st_pages()
+nav = st.navigation(pages.navigation(PAGES), position="top")
 
 wb = workbench()
 shared, shared_error = urlstate.shared_spec(wb)
 if shared_error:
     st.error(shared_error, icon="🔗")
+
+# Readable links name the page (?page=jobs&job=...); a share link ?a=<hash> alone goes to its spec's page.
+wanted = st.query_params.get("page") or (pages.page_of(shared) if shared is not None else None)
+if wanted in PAGES and nav.url_path != PAGES[wanted].url_path:
+    rest = {k: v for k, v in st.query_params.to_dict().items() if k != "page"}
+    st.switch_page(PAGES[wanted], query_params=rest)
 
 with st.sidebar:
     st.header("Model")

@@ -73,3 +73,13 @@ def shared_spec(wb):
         except Exception as e:  # noqa: BLE001 - shown on the page
             cache[h] = (None, str(e))
     return cache[h]
+
+
+def take_shared(wb, *kinds: type):
+    """The shared spec (?a=<hash>) when it is one of `kinds` and this page has not applied it yet: a page fills
+    its widgets from it once, then the researcher's edits win. None otherwise."""
+    spec, _ = shared_spec(wb)
+    if isinstance(spec, kinds) and st.session_state.get("_apply_shared") == spec.hash:
+        st.session_state["_apply_shared"] = None
+        return spec
+    return None

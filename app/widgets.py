@@ -63,6 +63,42 @@ def share_box(link: str) -> None:
     st.code(link, language=None)
 
 
+STATUS_ICON = {"queued": "⏳", "running": "▶️", "done": "✅", "failed": "❌", "cancelled": "⛔"}
+
+
+def follow_job(wb, job_id: str, key: str, *, title: bool = True, live=None, when_done=None,
+               rerun_when_done: bool = False, cancel_label: str = "Cancel", every: str = "1s") -> None:
+    """A background job's live state, refreshed every second: its progress and a cancel button while it runs,
+    why it failed or that it was cancelled; `live(rec)` draws more on each refresh (e.g. training curves),
+    `when_done(rec)` runs once it is done, or the whole page reruns (`rerun_when_done`) to show the result."""
+    @st.fragment(run_every=every)
+    def follow():
+        rec = wb.jobs.get(job_id)
+        if rec is None:
+            st.error(f"no job '{job_id}' on this server")
+            return
+        if title:
+            st.markdown(f"**{rec.title}** · job `{rec.id}` · {rec.status}")
+        if rec.active:
+            st.progress(rec.progress, text=rec.message or rec.status)
+            if st.button(cancel_label, key=f"{key}-cancel-{rec.id}", disabled=bool(rec.cancel_requested)):
+                wb.jobs.cancel(rec.id)
+                st.rerun(scope="fragment")
+        elif rec.status == "failed":
+            st.error(rec.error or "failed")
+        elif rec.status == "cancelled":
+            st.warning("cancelled; nothing was stored")
+        if live is not None:
+            live(rec)
+        if rec.status == "done":
+            if rerun_when_done:
+                st.rerun()
+            if when_done is not None:
+                when_done(rec)
+
+    follow()
+
+
 def job_result(wb, spec, key: str, action: str) -> Result | None:
     """A long analysis behind a button: its stored result when there is one; otherwise its running job's
     live progress (started here or by anyone else), or a button that starts it as a background job."""
@@ -82,22 +118,7 @@ def job_result(wb, spec, key: str, action: str) -> Result | None:
                 return None
         else:
             return None
-
-    @st.fragment(run_every="1s")
-    def follow(job_id: str):
-        rec = wb.jobs.get(job_id)
-        if rec is None:
-            return
-        if rec.active:
-            st.progress(rec.progress, text=f"job `{rec.id}`: {rec.message or rec.status}")
-            if st.button("Cancel", key=f"{key}-cancel-{rec.id}"):
-                wb.jobs.cancel(rec.id)
-        elif rec.status == "done":
-            st.rerun()
-        else:
-            st.error(rec.error or f"job {rec.status}")
-
-    follow(active.id)
+    follow_job(wb, active.id, key, title=False, rerun_when_done=True)
     return None
 
 

@@ -138,8 +138,6 @@ def shap_gradient(task: ImageTask, background: torch.Tensor | None = None, nsamp
     return "shap", arr.reshape(task.x.shape[1:]).sum(0), True, {"nsamples": nsamples, "background": len(bg)}
 
 
-METHODS = {"gradcam": gradcam, "gradcam_pp": gradcam_pp, "integrated_gradients": integrated_gradients,
-           "occlusion": occlusion, "shap": shap_gradient}
 
 
 def blurred(x: torch.Tensor) -> torch.Tensor:

@@ -164,7 +164,3 @@ def shap_values(task: TextTask, tokenizer=None, max_evals: int = 500):
              "mask_token": tokenizer.convert_ids_to_tokens(replace)}
     return "shap", np.asarray(sv.values[0], dtype=np.float64), False, notes
 
-
-METHODS = {"integrated_gradients": integrated_gradients, "input_x_gradient": input_x_gradient,
-           "saliency": saliency, "occlusion": occlusion, "attention_last": last_layer_attention,
-           "attention_rollout": attention_rollout, "shap": shap_values}

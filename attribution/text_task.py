@@ -21,9 +21,6 @@ class Cost:
     backwards: int = 0
     rows: int = 0  # sequences evaluated
 
-    def as_dict(self) -> dict:
-        return {"forward_passes": self.forwards, "backward_passes": self.backwards, "sequences": self.rows}
-
 
 @dataclass
 class TextTask:

@@ -69,7 +69,7 @@ def cmd_zoo_check(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from analyses.base import spec_from_dict
+    from analyses.registry import spec_from_dict
     from analyses.workbench import Workbench, configure_threads
     from compute.errors import BadInput
 
@@ -133,22 +133,18 @@ def cmd_sae_train(args) -> int:
     return 0
 
 
-DEFAULT_TEXT_METHODS = ("reagent", "shap", "integrated_gradients", "input_x_gradient", "saliency", "occlusion",
-                        "attention_last", "attention_rollout")
-IMAGE_ALIASES = {"gradcam++": "gradcam_pp", "gradcampp": "gradcam_pp"}
-METHOD_ALIASES = {"ig": "integrated_gradients", "ixg": "input_x_gradient", "gradient": "saliency",
-                  "attention": "attention_last", "rollout": "attention_rollout", "ablation": "occlusion"}
-
-
 def cmd_attribute(args) -> int:
     from analyses.attribution_text import AttributionBatchSpec, AttributionTextSpec
     from analyses.workbench import Workbench, configure_threads
     from compute.errors import BadInput
 
+    from attribution.registry import TEXT_METHODS, canonical
+
     configure_threads()
-    methods = tuple(METHOD_ALIASES.get(m.strip(), m.strip()) for m in args.methods.split(",") if m.strip())
+    names = [m.strip() for m in (args.methods or "").split(",") if m.strip()]
     if args.image:
-        return _attribute_image(args, methods)
+        return _attribute_image(args, names)
+    methods = canonical(names, TEXT_METHODS) if names else tuple(TEXT_METHODS)
     common = dict(model=args.model, methods=methods, replacement=args.replacement, seed=args.seed)
     if args.prompts_file:
         try:
@@ -176,9 +172,10 @@ def cmd_attribute(args) -> int:
     return 0
 
 
-def _attribute_image(args, methods) -> int:
-    from analyses.attribution_image import IMAGE_METHODS, AttributionImageSpec, store_upload
+def _attribute_image(args, names: list[str]) -> int:
+    from analyses.attribution_image import AttributionImageSpec, store_upload
     from analyses.workbench import Workbench
+    from attribution.registry import IMAGE_METHODS, canonical
     from compute.errors import BadInput
 
     wb = Workbench()
@@ -189,10 +186,8 @@ def _attribute_image(args, methods) -> int:
         except OSError:
             raise BadInput(f"no image file at {image}") from None
         image = store_upload(wb, data, image)
-    if set(methods) == set(DEFAULT_TEXT_METHODS):  # the default list is the text one
-        methods = IMAGE_METHODS
-    outcome = wb.run(AttributionImageSpec(model=args.model, image=image, target=args.target_class,
-                                          methods=tuple(IMAGE_ALIASES.get(m, m) for m in methods)))
+    methods = canonical(names, IMAGE_METHODS) if names else tuple(IMAGE_METHODS)
+    outcome = wb.run(AttributionImageSpec(model=args.model, image=image, target=args.target_class, methods=methods))
     res = outcome.result
     ag = res.tables["agreement"]
     _print({"hash": outcome.spec_hash, "cached": outcome.cached, "summary": res.summary,
@@ -201,7 +196,35 @@ def _attribute_image(args, methods) -> int:
     return 0
 
 
+def _short_names(methods) -> str:
+    return ", ".join(m.aliases[0] if m.aliases else m.name for m in methods.values())
+
+
+class _RegistryChoices:
+    """argparse choices read from a registry only when a command uses them (importing SAELens takes seconds,
+    which `workbench models` should not pay)."""
+
+    def __init__(self, load):
+        self._load = load
+
+    def __contains__(self, value) -> bool:
+        return value in self._load()
+
+    def __iter__(self):
+        return iter(self._load())
+
+
+def _sae_choices(option: str | None = None) -> _RegistryChoices:
+    def load():
+        from sae.registry import ARCHITECTURES, OPTION_CHOICES
+
+        return list(ARCHITECTURES) if option is None else list(OPTION_CHOICES[option])
+    return _RegistryChoices(load)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from attribution.registry import IMAGE_METHODS, REPLACEMENTS, TEXT_METHODS
+
     ap = argparse.ArgumentParser(prog="workbench", description="Interpretability workbench")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("serve", help="serve the web app")
@@ -231,14 +254,17 @@ def build_parser() -> argparse.ArgumentParser:
     t = sae_sub.add_parser("train", help="train an SAE on one hook (TopK, Feature Choice or Mutual Choice)")
     t.add_argument("--model", default="zoo-lm")
     t.add_argument("--hook", required=True, help="e.g. blocks.0.hook_resid_post, blocks.1.attn.hook_z")
-    t.add_argument("--arch", choices=["topk", "feature_choice", "mutual_choice"], default="topk")
+    t.add_argument("--arch", choices=_sae_choices(), default="topk", metavar="ARCH",
+                   help="%(choices)s (default %(default)s)")
     t.add_argument("--k", type=float, default=16)
     t.add_argument("--d-sae", type=int, default=1536)
     t.add_argument("--tokens", type=int, default=1_000_000)
     t.add_argument("--batch-size", type=int, default=4096)
     t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--aux-loss", choices=["aux_k", "aux_zipf", "none"], default="aux_k")
-    t.add_argument("--capacity", choices=["uniform", "zipf"], default="uniform")
+    t.add_argument("--aux-loss", choices=_sae_choices("aux_loss"), default="aux_k", metavar="AUX",
+                   help="Feature/Mutual Choice: %(choices)s (default %(default)s)")
+    t.add_argument("--capacity", choices=_sae_choices("capacity"), default="uniform",
+                   metavar="CAPACITY", help="Feature Choice: %(choices)s (default %(default)s)")
     t.add_argument("--zipf-exponent", type=float, default=1.0)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", help="copy the trained SAE (SAELens format) here")
@@ -252,11 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="image models: digits:N, or an image file (PNG/JPEG, or .npy of the input shape)")
     p.add_argument("--class", dest="target_class", type=int, default=-1,
                    help="image models: the class to explain (default: the prediction)")
-    p.add_argument("--methods", default="reagent,shap,ig,ixg,saliency,occlusion,attention,rollout",
-                   help="comma-separated: reagent, shap, ig, ixg, saliency, occlusion, attention, rollout; "
-                        "for images: gradcam, gradcam++, ig, occlusion, shap")
-    p.add_argument("--replacement", default="frequency", help="ReAGent's replacement model: frequency, zoo-mlm, "
-                                                              "roberta-base")
+    p.add_argument("--methods", default=None,
+                   help=f"comma-separated (default: all): {_short_names(TEXT_METHODS)}; "
+                        f"for images: {_short_names(IMAGE_METHODS)}")
+    p.add_argument("--replacement", default="frequency",
+                   help=f"ReAGent's replacement model: {', '.join(REPLACEMENTS)}")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_attribute)

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import tempfile
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from .datasets import token_rows
 from .errors import BadInput
+from .hooks import activations_at, check_hook
 from .models import LoadedModel
 
 SHARD_TOKENS = 1 << 16
@@ -30,14 +30,6 @@ SHARD_TOKENS = 1 << 16
 class ActivationSet:
     path: Path
     meta: dict
-
-    @property
-    def n_tokens(self) -> int:
-        return int(self.meta["n_tokens"])
-
-    @property
-    def d(self) -> int:
-        return int(self.meta["d"])
 
     def load(self, n_tokens: int | None = None) -> torch.Tensor:
         parts, have = [], 0
@@ -73,12 +65,10 @@ class ActivationCache:
         return ActivationSet(path, meta) if meta["n_tokens"] >= n_tokens or meta.get("exhausted") else None
 
     def get_or_build(self, lm: LoadedModel, dataset: str, hook: str, n_tokens: int, seq_len: int = 128,
-                     batch_size: int = 16, progress: Callable[[float, str], None] | None = None,
-                     lock=None) -> ActivationSet:
+                     batch_size: int = 16, progress: Callable[[float, str], None] | None = None) -> ActivationSet:
         if lm.kind != "lm":
             raise BadInput("activation caching needs a language model")
-        if hook not in lm.model.hook_dict:
-            raise BadInput(f"unknown hook '{hook}' for {lm.id}; e.g. blocks.0.hook_resid_post, blocks.0.attn.hook_z")
+        check_hook(lm.model, hook, lm.id)
         if n_tokens <= 0:
             raise BadInput("n_tokens must be positive")
         seq_len = min(seq_len, lm.n_ctx or seq_len)
@@ -100,13 +90,9 @@ class ActivationCache:
                 shards.append(name)
                 buf, buf_n = [], 0
 
-            # nothing after the hook's block is needed: stop there (saves the later layers and the unembedding)
-            stop = int(hook.split(".")[1]) + 1 if hook.startswith("blocks.") else None
             for i in range(0, len(tokens), batch_size):
-                batch = tokens[i : i + batch_size].to(lm.device)
-                with torch.no_grad(), (lock if lock is not None else nullcontext()):
-                    _, cache = lm.model.run_with_cache(batch, names_filter=lambda n: n == hook, stop_at_layer=stop)
-                a = cache[hook].float().cpu()
+                # the forward pass stops after the hook's block (saves the later layers and the unembedding)
+                a = activations_at(lm.model, hook, tokens[i : i + batch_size].to(lm.device)).float().cpu()
                 a = a.reshape(a.shape[0] * a.shape[1], -1)  # [batch*pos, d]; hook_z heads concatenated
                 d = a.shape[1]
                 buf.append(a)

@@ -3,7 +3,8 @@
 One loading path for toy and real language models: everything that is a Hugging Face causal LM
 (the zoo's own folders, a user's local checkpoint, a TransformerLens model name) is booted through
 TransformerLens's `TransformerBridge`, which gives the usual hook names (`blocks.L.attn.hook_z`, ...).
-Image networks of the zoo are plain torch modules built from a whitelisted architecture name.
+Image networks of the zoo are built from a whitelisted architecture name; they are TransformerLens
+`HookedRootModule`s too (compute/zoo_nets.py), so every model is addressed by hook name.
 """
 from __future__ import annotations
 
@@ -74,9 +75,7 @@ class LoadedModel:
         return int(self.model.cfg.n_ctx) if self.kind == "lm" else None
 
     def hook_names(self) -> list[str]:
-        if self.kind == "lm":
-            return list(self.model.hook_dict)
-        return [n for n, _ in self.model.named_modules() if n]
+        return list(self.model.hook_dict)  # TransformerBridge and the zoo's image nets alike
 
     def architecture(self) -> dict:
         if self.kind == "lm":
@@ -221,17 +220,18 @@ class ModelRegistry:
         self.settings = settings
         self._loaded: OrderedDict[tuple[str, str, str], LoadedModel] = OrderedDict()
         self._lock = threading.RLock()
-        self._device_locks: dict[str, threading.Lock] = {}
+        self._device_locks: dict[str, threading.RLock] = {}
         self.loads = 0
         self.evictions = 0
 
     def resolve(self, model_id: str) -> ModelInfo:
         return resolve(model_id, self.settings)
 
-    def device_lock(self, device: str) -> threading.Lock:
-        """Serialises work on one device, so that two reruns or sessions do not collide on the GPU."""
+    def device_lock(self, device: str) -> threading.RLock:
+        """Serialises work on one device, so that two reruns or sessions do not collide on the GPU.
+        Re-entrant: an analysis that runs another one inside it (RunContext.require) takes it again."""
         with self._lock:
-            return self._device_locks.setdefault(device, threading.Lock())
+            return self._device_locks.setdefault(device, threading.RLock())
 
     def loaded_keys(self) -> list[tuple[str, str, str]]:
         with self._lock:

@@ -51,9 +51,6 @@ class ResultCache:
                 shutil.rmtree(tmp, ignore_errors=True)
         return final
 
-    def delete(self, key: str) -> None:
-        shutil.rmtree(self.path(key), ignore_errors=True)
-
     def sweep_partial(self, older_than_s: float = 0) -> int:
         """Remove temporary directories left by crashed writers."""
         n = 0

@@ -7,6 +7,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSETS = REPO_ROOT / "assets"
+# Kinds of fitted artifact (FitSpec.ARTIFACT): each a folder under the home, one sub-folder per fit.
+FIT_ARTIFACTS = ("saes",)
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,21 @@ class Settings:
     def models_dir(self) -> Path:
         """Extra local checkpoints an operator drops in; listed beside the zoo."""
         return self.home / "models"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Files researchers upload (images), content-addressed."""
+        return self.home / "images"
+
+    def fit_dir(self, artifact: str) -> Path:
+        """Where fitted artifacts of one kind live, one folder per fit (e.g. "saes": trained SAEs)."""
+        if artifact not in FIT_ARTIFACTS:
+            raise ValueError(f"unknown artifact kind '{artifact}'; known: {', '.join(FIT_ARTIFACTS)}")
+        return self.home / artifact
+
+    def cache_dir(self, name: str) -> Path:
+        """Derived data an analysis may rebuild at any time (e.g. "attribution": corpus token frequencies)."""
+        return self.home / "cache" / name
 
 
 def load_settings() -> Settings:

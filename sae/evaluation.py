@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from compute.tasks.next_token import mean_next_token_loss
+
 from .aux_losses import UNDERUSED_SHORTFALL, underuse_shortfall
 
 
@@ -70,7 +72,7 @@ def reconstruction_stats(sae, acts: torch.Tensor, batch: int = 4096) -> dict:
     return {"nmse": nmse, "l0": l0_t.numpy(), "density": (fired.float() / len(acts)).numpy()}
 
 
-def splice_hook(sae, hook_name: str):
+def splice_hook(sae):
     """A forward hook that replaces the activation with the SAE's reconstruction (any leading shape)."""
     def hook(act, hook=None):
         shape = act.shape
@@ -79,24 +81,12 @@ def splice_hook(sae, hook_name: str):
     return hook
 
 
-@torch.no_grad()
 def spliced_ce(bridge, sae, hook_name: str, tokens: torch.Tensor, batch: int = 8) -> tuple[float, float, float]:
     """(CE clean, CE with the SAE spliced in, CE with the activation zero-ablated), mean per token."""
-    def ce(logits, t):
-        return torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), t[:, 1:].flatten(),
-                                                 reduction="sum").item()
-
     zero = lambda act, hook=None: torch.zeros_like(act)  # noqa: E731
-    totals = np.zeros(3)
-    n = 0
-    for i in range(0, len(tokens), batch):
-        t = tokens[i : i + batch].to(next(bridge.parameters()).device)
-        totals[0] += ce(bridge(t), t)
-        totals[1] += ce(bridge.run_with_hooks(t, fwd_hooks=[(hook_name, splice_hook(sae, hook_name))]), t)
-        totals[2] += ce(bridge.run_with_hooks(t, fwd_hooks=[(hook_name, zero)]), t)
-        n += t[:, 1:].numel()
-    c = totals / max(n, 1)
-    return float(c[0]), float(c[1]), float(c[2])
+    return (mean_next_token_loss(bridge, tokens, batch=batch),
+            mean_next_token_loss(bridge, tokens, [(hook_name, splice_hook(sae))], batch=batch),
+            mean_next_token_loss(bridge, tokens, [(hook_name, zero)], batch=batch))
 
 
 def evaluate(sae, acts: torch.Tensor, bridge=None, hook_name: str | None = None,

@@ -1,39 +1,14 @@
-"""An SAE at its hook: where its decoder writes, and the hooks that steer or ablate features.
+"""Hooks that steer or ablate an SAE's features at its hook.
 
 Activations at the hook may have extra trailing dimensions (hook_z: [.., heads, d_head]); the SAE
-sees them flattened, as in the activation cache, and whatever we write back is reshaped to match.
+sees them with the heads concatenated, as in the activation cache, and whatever we write back is
+reshaped to match. Where a decoder direction goes in the residual stream: compute.hooks.to_residual.
 """
 from __future__ import annotations
 
 import torch
 
-RESID_SUFFIXES = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out",
-                  "attn.hook_out", "mlp.hook_out", ".hook_out")
-
-
-def decoder_in_resid(sae, bridge, hook: str) -> tuple[torch.Tensor | None, str]:
-    """Each feature's decoder direction as a residual-stream vector [d_sae, d_model], and how it got there.
-
-    None when the hook is not one whose output is added to the residual stream (e.g. hook_q).
-    """
-    W_dec = sae.W_dec.detach().float()
-    parts = hook.split(".")
-    layer = int(parts[1]) if len(parts) > 1 and parts[0] == "blocks" and parts[1].isdigit() else None
-    if hook.endswith("attn.hook_z") and layer is not None:
-        W_O = bridge.W_O[layer].detach().float().to(W_dec.device)  # [heads, d_head, d_model]
-        per_head = W_dec.reshape(len(W_dec), W_O.shape[0], W_O.shape[1])
-        return torch.einsum("fhd,hdm->fm", per_head, W_O), "decoder · W_O (all heads)"
-    if hook.endswith("mlp.hook_post") and layer is not None:
-        return W_dec @ bridge.W_out[layer].detach().float().to(W_dec.device), "decoder · W_out"
-    if hook.endswith(RESID_SUFFIXES) or hook in ("hook_embed",):
-        return W_dec, "decoder direction"
-    return None, f"{hook} does not write to the residual stream"
-
-
-def _flat(act: torch.Tensor, d_in: int) -> torch.Tensor:
-    if act.shape[-1] == d_in:
-        return act
-    return act.reshape(*act.shape[:2], -1) if act.dim() > 3 else act.reshape(*act.shape[:-1], -1)
+from compute.hooks import merge_heads
 
 
 def steering_hook(sae, add: dict[int, float] | None = None, ablate: list[int] | tuple[int, ...] = (),
@@ -52,7 +27,7 @@ def steering_hook(sae, add: dict[int, float] | None = None, ablate: list[int] | 
 
     def hook(act, hook=None):
         shape = act.shape
-        x = _flat(act, sae.cfg.d_in)
+        x = merge_heads(act)
         out = x.clone()
         sel = (slice(None), positions if positions is not None else slice(None))
         if abl is not None:

@@ -16,18 +16,14 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 from sae_lens.saes.sae import TrainStepInput, TrainingSAE
-from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 
-from .architectures import (AUX_LOSSES, CAPACITIES, FeatureChoiceTrainingSAE, FeatureChoiceTrainingSAEConfig,
-                            MutualChoiceTrainingSAE, MutualChoiceTrainingSAEConfig)
-
-ARCHITECTURES = ("topk", "feature_choice", "mutual_choice")
+from .registry import OPTION_CHOICES, architecture
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.jsonl"
 
@@ -54,21 +50,19 @@ class TrainConfig:
     def n_steps(self) -> int:
         return max(1, self.n_tokens // self.batch_size)
 
-    def validate(self, d_in: int | None = None) -> None:
-        if self.arch not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture '{self.arch}'; use one of {', '.join(ARCHITECTURES)}")
+    def validate(self) -> None:
+        arch = architecture(self.arch)
         if self.d_sae < 1:
             raise ValueError("d_sae must be positive")
         if not (0 < self.k <= self.d_sae):
             raise ValueError(f"k must be in (0, d_sae]; got k = {self.k} with d_sae = {self.d_sae}")
-        if self.arch == "topk" and float(self.k) != int(self.k):
-            raise ValueError("TopK needs an integer k")
+        if arch.integer_k and float(self.k) != int(self.k):
+            raise ValueError(f"{arch.label} needs an integer k")
         if self.n_tokens < self.batch_size:
             raise ValueError(f"n_tokens ({self.n_tokens}) must be at least one batch ({self.batch_size})")
-        if self.aux_loss not in AUX_LOSSES:
-            raise ValueError(f"aux_loss must be one of {', '.join(AUX_LOSSES)}")
-        if self.capacity not in CAPACITIES:
-            raise ValueError(f"capacity must be one of {', '.join(CAPACITIES)}")
+        for option, choices in OPTION_CHOICES.items():
+            if getattr(self, option) not in choices:
+                raise ValueError(f"{option} must be one of {', '.join(choices)}")
         if self.lr <= 0 or not math.isfinite(self.lr):
             raise ValueError("lr must be positive")
 
@@ -76,13 +70,10 @@ class TrainConfig:
 def build_sae(cfg: TrainConfig, d_in: int, metadata: dict | None = None, device: str = "cpu") -> TrainingSAE:
     common = dict(d_in=d_in, d_sae=cfg.d_sae, decoder_init_norm=1.0, rescale_acts_by_decoder_norm=False,
                   aux_loss_coefficient=cfg.aux_coefficient, device=device)
-    if cfg.arch == "topk":
-        sae = TopKTrainingSAE(TopKTrainingSAEConfig(k=int(cfg.k), **common))
-    elif cfg.arch == "feature_choice":
-        sae = FeatureChoiceTrainingSAE(FeatureChoiceTrainingSAEConfig(
-            k=float(cfg.k), aux_loss=cfg.aux_loss, capacity=cfg.capacity, zipf_exponent=cfg.zipf_exponent, **common))
-    else:
-        sae = MutualChoiceTrainingSAE(MutualChoiceTrainingSAEConfig(k=float(cfg.k), aux_loss=cfg.aux_loss, **common))
+    arch = architecture(cfg.arch)
+    options = {name: getattr(cfg, name) for name in arch.options}
+    k = int(cfg.k) if arch.integer_k else float(cfg.k)
+    sae = arch.training_cls(arch.config_cls(k=k, **options, **common))
     for key, value in (metadata or {}).items():
         sae.cfg.metadata[key] = value
     return sae
@@ -238,7 +229,3 @@ class SAETrainer:
     def save_inference(self, folder: Path) -> Path:
         self.sae.save_inference_model(folder)
         return Path(folder)
-
-
-def config_dict(cfg: TrainConfig) -> dict:
-    return asdict(cfg)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analyses.base import Result, Spec, register
+from analyses.base import Result, Spec
+from analyses.registry import register
 
 
 @dataclass(frozen=True)

@@ -7,16 +7,19 @@ import html
 
 import streamlit as st
 
-from analyses.attribution_text import REPLACEMENTS, TEXT_METHODS, AttributionBatchSpec, AttributionTextSpec
+from analyses.attribution_text import AttributionBatchSpec, AttributionTextSpec
 from app import urlstate, widgets
-from app.attribution_image_panel import image_page
 from app.services import workbench
+from app.views.attribution_image_panel import image_page
+from attribution.registry import REPLACEMENTS, TEXT_METHODS
 
-LABELS = {"reagent": "ReAGent", "shap": "SHAP (Partition)", "integrated_gradients": "Integrated Gradients",
-          "input_x_gradient": "Input × Gradient", "saliency": "Saliency (gradient norm)",
-          "occlusion": "Occlusion", "attention_last": "Last-layer attention", "attention_rollout": "Attention rollout"}
-REPLACEMENT_LABELS = {"frequency": "corpus frequencies (always offline)", "zoo-mlm": "zoo masked LM",
-                      "roberta-base": "RoBERTa (the paper's; needs its weights)"}
+
+def method_label(name: str) -> str:
+    return TEXT_METHODS[name].label if name in TEXT_METHODS else name
+
+
+def method_help() -> str:
+    return "\n".join(f"- {m.label}: {m.cost}" for m in TEXT_METHODS.values())
 
 wb = workbench()
 st.title("Attribution")
@@ -32,12 +35,12 @@ except Exception as e:  # noqa: BLE001
 shared, _ = urlstate.shared_spec(wb)
 if lm.kind == "image":
     st.subheader(f"Image attribution on {lm.id}")
-    image_page(wb, lm, shared)
+    image_page(wb, lm)
     st.stop()
-if isinstance(shared, AttributionTextSpec) and st.session_state.get("_apply_shared") == shared.hash:
-    st.session_state["_apply_shared"] = None
-    st.session_state.update(attr_prompt=shared.prompt, attr_target=shared.target, attr_methods=list(shared.methods),
-                            attr_replacement=shared.replacement, attr_ran=shared.hash)
+taken = urlstate.take_shared(wb, AttributionTextSpec)
+if taken is not None:
+    st.session_state.update(attr_prompt=taken.prompt, attr_target=taken.target, attr_methods=list(taken.methods),
+                            attr_replacement=taken.replacement, attr_ran=taken.hash)
 
 
 def token_rows(scores, methods) -> str:
@@ -50,7 +53,7 @@ def token_rows(scores, methods) -> str:
             colour = f"rgba(178,24,43,{min(1, abs(v)):.2f})" if v >= 0 else f"rgba(33,102,172,{min(1, abs(v)):.2f})"
             cells.append(f"<span title='{v:+.3f}' style='background:{colour};padding:1px 0;white-space:pre'>"
                          f"{html.escape(tok)}</span>")
-        out.append(f"<tr><td style='padding-right:12px;white-space:nowrap'>{html.escape(LABELS.get(m, m))}</td>"
+        out.append(f"<tr><td style='padding-right:12px;white-space:nowrap'>{html.escape(method_label(m))}</td>"
                    f"<td>{''.join(cells)}</td></tr>")
     return "".join(out) + "</table>"
 
@@ -81,11 +84,11 @@ with tab_one:
         c1, c2 = st.columns([2, 3])
         target = c1.text_input("Target continuation (empty: the model's next token)", key="attr_target")
         methods = c2.multiselect("Methods", list(TEXT_METHODS), default=list(TEXT_METHODS), key="attr_methods",
-                                 format_func=LABELS.get)
+                                 format_func=method_label, help=method_help())
         with st.expander("Settings"):
             d1, d2, d3 = st.columns(3)
             replacement = d1.selectbox("ReAGent replacement model", list(REPLACEMENTS), key="attr_replacement",
-                                       format_func=REPLACEMENT_LABELS.get)
+                                       format_func=REPLACEMENTS.get)
             shap_evals = d2.number_input("SHAP max evaluations", 50, 20_000, 500, step=50, key="attr_shap_evals")
             ig_steps = d3.number_input("IG steps", 4, 1024, 128, key="attr_ig_steps")
         go = st.form_submit_button("Compare", type="primary")
@@ -110,9 +113,9 @@ with tab_batch:
     text = st.text_area("Prompts", key="attr_batch_prompts", height=160)
     b1, b2 = st.columns([3, 2])
     batch_methods = b1.multiselect("Methods", list(TEXT_METHODS), default=list(TEXT_METHODS),
-                                   key="attr_batch_methods", format_func=LABELS.get)
+                                   key="attr_batch_methods", format_func=method_label)
     batch_replacement = b2.selectbox("ReAGent replacement model", list(REPLACEMENTS), key="attr_batch_replacement",
-                                     format_func=REPLACEMENT_LABELS.get)
+                                     format_func=REPLACEMENTS.get)
     rows = [ln.split("\t", 1) for ln in text.splitlines() if ln.strip()]
     if rows:
         prompts = tuple(r[0].replace("\\n", "\n") for r in rows)

@@ -17,9 +17,6 @@ from compute.export import find_browser, zip_dir
 wb = workbench()
 st.title("Jobs & exports")
 
-STATUS_ICON = {"queued": "⏳", "running": "▶️", "done": "✅", "failed": "❌", "cancelled": "⛔"}
-
-
 def _when(ts):
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
 
@@ -30,7 +27,7 @@ def job_table():
     if not jobs:
         st.info("No jobs yet. Long analyses (model checks, SAE training, …) submitted from other pages appear here.")
         return
-    df = pd.DataFrame([{"job": j.id, "status": f"{STATUS_ICON.get(j.status, '')} {j.status}", "title": j.title,
+    df = pd.DataFrame([{"job": j.id, "status": f"{widgets.STATUS_ICON.get(j.status, '')} {j.status}", "title": j.title,
                         "progress": j.progress, "message": j.error or j.message, "submitted": _when(j.created),
                         "seconds": round((j.finished or dt.datetime.now().timestamp()) - (j.started or j.created), 1)}
                        for j in jobs])
@@ -49,24 +46,7 @@ job_id = st.session_state.get("job_selected")
 urlstate.set_params(job=job_id or None)
 
 
-@st.fragment(run_every="1s")
-def job_detail(job_id: str):
-    rec = wb.jobs.get(job_id)
-    if rec is None:
-        st.error(f"no job '{job_id}' on this server")
-        return
-    st.markdown(f"**{rec.title}** · `{rec.id}` · {STATUS_ICON.get(rec.status, '')} {rec.status}")
-    if rec.active:
-        st.progress(rec.progress, text=rec.message or rec.status)
-        if st.button("Cancel job", key=f"cancel-{rec.id}", disabled=bool(rec.cancel_requested)):
-            wb.jobs.cancel(rec.id)
-            st.rerun(scope="fragment")
-    elif rec.status == "failed":
-        st.error(rec.error or "failed")
-    elif rec.status == "cancelled":
-        st.warning("cancelled; nothing was stored")
-    if rec.status != "done":
-        return
+def show_finished(rec) -> None:
     path = wb.results.get(rec.result_key) if rec.result_key else None
     if path is None:
         st.warning("the job finished but its result is no longer in the cache")
@@ -80,7 +60,14 @@ def job_detail(job_id: str):
 
 
 if job_id:
-    job_detail(job_id)
+    rec = wb.jobs.get(job_id)
+    if rec is None:
+        st.error(f"no job '{job_id}' on this server")
+    elif rec.status == "done":
+        st.markdown(f"**{rec.title}** · `{rec.id}` · {widgets.STATUS_ICON['done']} done")
+        show_finished(rec)
+    else:  # follow it live; the page reruns once it is done, and shows the result
+        widgets.follow_job(wb, job_id, "job", rerun_when_done=True, cancel_label="Cancel job")
 
 st.divider()
 st.subheader("Batch export")

@@ -15,10 +15,9 @@ model_id = st.session_state.get("model")
 st.title("Models")
 
 # A shared link (?a=<hash>) of a prompt analysis fills the form once.
-shared, _ = urlstate.shared_spec(wb)
-if isinstance(shared, PromptSpec) and st.session_state.get("_apply_shared") == shared.hash:
-    st.session_state.update({"prompt_text": shared.prompt, "prompt_top_k": shared.top_k,
-                             "prompt_active": shared.hash, "_apply_shared": None})
+shared = urlstate.take_shared(wb, PromptSpec)
+if shared is not None:
+    st.session_state.update({"prompt_text": shared.prompt, "prompt_top_k": shared.top_k, "prompt_active": shared.hash})
 
 try:
     lm = wb.models.get(model_id)
@@ -102,10 +101,18 @@ st.divider()
 st.subheader("Quality check")
 st.caption("Induction test (per-head induction and previous-token scores) and held-out loss for language models, "
            "accuracy for task models. Runs as a background job: it keeps going if you close the tab.")
+check = ModelCheckSpec(model=lm.id)
 if st.button("Run the quality check as a job", key="check_job"):
     try:
-        rec = wb.submit(ModelCheckSpec(model=lm.id))
+        rec = wb.submit(check)
+        st.session_state[f"check_job_{lm.id}"] = rec.id
         st.success(f"Job `{rec.id}` submitted.")
         st.page_link("views/jobs.py", label=f"Follow job {rec.id} on the Jobs page", query_params={"job": rec.id})
     except Exception as e:  # noqa: BLE001
         widgets.show_error(e)
+check_result = wb.cached(check)
+if check_result is not None:
+    widgets.show_result(check_result, check.hash, f"check-{check.hash}",
+                        urlstate.share_link("", a=check.hash, model=lm.id))
+elif st.session_state.get(f"check_job_{lm.id}"):
+    widgets.follow_job(wb, st.session_state[f"check_job_{lm.id}"], "check", rerun_when_done=True)

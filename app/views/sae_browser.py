@@ -8,12 +8,13 @@ import streamlit as st
 
 from analyses.sae_dashboard import SAEDashboardSpec, SAEFeatureSpec
 from analyses.sae_error import SAEErrorSpec
-from analyses.sae_probe import SAEPromptSpec, SAESteerSpec
+from analyses.sae_prompt import SAEPromptSpec
+from analyses.sae_steer import SAESteerSpec
 from analyses.sae_runs import finished_sae_runs, run_label
 from analyses.sae_source import load_for_model
-from app import sae_browser_panels as panels
 from app import urlstate, widgets
 from app.services import workbench
+from app.views import sae_browser_panels as panels
 
 VIEWS = ["Features", "Feature", "On a prompt", "Steering", "SAE error"]
 DASH_TOKENS = [32_768, 65_536, 131_072, 262_144, 524_288, 1_048_576]
@@ -27,10 +28,8 @@ st.caption("Feature dashboards, features on a prompt, steering and ablation, and
 lm = widgets.require_lm(wb, "The SAE browser")
 
 # --- a shared analysis (?a=<hash>) fills the widgets once ------------------------------------------
-shared, _ = urlstate.shared_spec(wb)
-if isinstance(shared, (SAEDashboardSpec, SAEPromptSpec, SAESteerSpec, SAEErrorSpec)) \
-        and st.session_state.get("_apply_shared") == shared.hash:
-    st.session_state["_apply_shared"] = None
+shared = urlstate.take_shared(wb, SAEDashboardSpec, SAEPromptSpec, SAESteerSpec, SAEErrorSpec)
+if shared is not None:
     st.session_state["browser_sae"] = shared.sae
     st.session_state["_seeded_from_url"] = st.session_state.get("_seeded_from_url", set()) | {"browser_sae"}
     if isinstance(shared, SAEPromptSpec):

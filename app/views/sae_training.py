@@ -6,11 +6,10 @@ import pandas as pd
 import streamlit as st
 
 from analyses.sae_figures import training_curves
-from analyses.sae_runs import (ARCH_LABELS, SAECompareSpec, SAEEvalSpec, SAETrainSpec, finished_sae_runs,
-                               live_history, run_label)
+from analyses.sae_runs import SAECompareSpec, SAEEvalSpec, SAETrainSpec, finished_sae_runs, live_history, run_label
 from app import urlstate, widgets
 from app.services import workbench
-from sae.training import ARCHITECTURES
+from sae.registry import ARCHITECTURES, OPTION_CHOICES
 
 wb = workbench()
 st.title("SAE training")
@@ -43,10 +42,10 @@ def show_run(h: str, spec, where: str) -> None:
 
 
 # --- a shared link: ?a=<hash> of a run or a comparison --------------------------------------------
+taken = urlstate.take_shared(wb, SAETrainSpec, SAEEvalSpec, SAECompareSpec)
+if taken is not None:
+    st.session_state["sae_active"] = taken.hash
 shared, _ = urlstate.shared_spec(wb)
-if isinstance(shared, (SAETrainSpec, SAEEvalSpec, SAECompareSpec)) and st.session_state.get("_apply_shared") == shared.hash:
-    st.session_state["sae_active"] = shared.hash
-    st.session_state["_apply_shared"] = None
 
 tab_train, tab_runs, tab_compare, tab_load = st.tabs(["Train", "Runs", "Compare", "Load an existing SAE"])
 
@@ -58,16 +57,17 @@ with tab_train:
         default_hook = next((i for i, h in enumerate(hooks) if h.endswith("hook_resid_post")), 0)
         hook = c1.selectbox("Hook", hooks, index=default_hook, key="sae_hook",
                             help="hook_z trains on all heads concatenated (n_heads x d_head)")
-        arch = c2.radio("Architecture", list(ARCHITECTURES), format_func=ARCH_LABELS.get, key="sae_arch",
-                        horizontal=True)
+        arch = c2.radio("Architecture", list(ARCHITECTURES), format_func=lambda a: ARCHITECTURES[a].label,
+                        key="sae_arch", horizontal=True,
+                        help=" · ".join(f"{a.label}: {a.cost}" for a in ARCHITECTURES.values()))
         k = c3.number_input("k (features per token; average for FC/MC)", 1.0, 4096.0, 16.0, step=1.0, key="sae_k")
         c1, c2, c3 = st.columns(3)
         d_sae = c1.number_input("d_sae (features)", 16, 1 << 20, 8 * lm.model.cfg.d_model, step=64, key="sae_d_sae")
         n_tokens = c2.number_input("training tokens", 4096, 200_000_000, 1_000_000, step=100_000, key="sae_tokens")
         lr = c3.number_input("learning rate", 1e-5, 1e-1, 1e-3, format="%.5f", key="sae_lr")
         c1, c2, c3 = st.columns(3)
-        aux = c1.selectbox("aux loss (FC / MC)", ["aux_k", "aux_zipf", "none"], key="sae_aux")
-        capacity = c2.selectbox("capacity (FC)", ["uniform", "zipf"], key="sae_capacity")
+        aux = c1.selectbox("aux loss (FC / MC)", OPTION_CHOICES["aux_loss"], key="sae_aux")
+        capacity = c2.selectbox("capacity (FC)", OPTION_CHOICES["capacity"], key="sae_capacity")
         zipf = c3.number_input("Zipf exponent (FC, zipf capacity)", 0.1, 3.0, 1.0, key="sae_zipf")
         go = st.form_submit_button("Train as a background job", type="primary")
     if go:
@@ -88,28 +88,20 @@ with tab_train:
 
     urlstate.init_from_url("sae_job", "job", "")
 
-    @st.fragment(run_every="2s")
-    def live(job_id: str):
-        rec = wb.jobs.get(job_id)
-        if rec is None:
-            return
-        spec = wb.load_shared(rec.spec_hash)
-        st.markdown(f"**{rec.title}** · job `{rec.id}` · {rec.status}")
+    def curves(rec) -> None:
         if rec.active:
-            st.progress(rec.progress, text=rec.message or rec.status)
-            if st.button("Cancel training", key=f"sae-cancel-{rec.id}"):
-                wb.jobs.cancel(rec.id)
             st.caption("Cancelling keeps a checkpoint: submitting the same run again resumes it.")
-        elif rec.status == "failed":
-            st.error(rec.error)
-        elif rec.status == "done":
-            st.session_state["sae_active"] = rec.spec_hash
+        spec = wb.load_shared(rec.spec_hash)
         hist = live_history(wb, spec) if isinstance(spec, SAETrainSpec) else pd.DataFrame()
         if len(hist):
             st.plotly_chart(training_curves(hist, "Live training curves"), key=f"live-{rec.id}-{len(hist)}")
 
+    def trained(rec) -> None:
+        st.session_state["sae_active"] = rec.spec_hash
+
     if st.session_state.get("sae_job"):
-        live(st.session_state["sae_job"])
+        widgets.follow_job(wb, st.session_state["sae_job"], "sae", live=curves, when_done=trained,
+                           cancel_label="Cancel training", every="2s")
         urlstate.set_params(job=st.session_state["sae_job"])
 
 with tab_runs:

@@ -10,7 +10,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from analyses.model_check import digits_split  # noqa: E402
+from compute.tasks.digits import Digits  # noqa: E402
 from compute.zoo_nets import DigitsCNN  # noqa: E402
 
 OUT = ROOT / "assets" / "zoo" / "digits_cnn"
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.manual_seed(args.seed)
     task = {"task": "sklearn_digits", "split_seed": args.seed, "test_fraction": 0.25}
-    x_tr, x_te, y_tr, y_te = digits_split(task)
+    x_tr, x_te, y_tr, y_te = Digits(task).split_arrays()
     x_tr, y_tr = torch.from_numpy(x_tr), torch.from_numpy(y_tr).long()
     x_te, y_te = torch.from_numpy(x_te), torch.from_numpy(y_te).long()
     net = DigitsCNN()

@@ -18,7 +18,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from analyses.model_check import modadd_pairs  # noqa: E402
+from compute.tasks.modular_addition import ModularAddition  # noqa: E402
 
 OUT = ROOT / "assets" / "zoo" / "modadd"
 
@@ -49,14 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     p = args.p
     task = {"task": "modular_addition", "p": p, "split_seed": args.seed, "train_fraction": args.train_fraction}
-    train, test = modadd_pairs(task)
-
-    def batch(pairs):
-        x = torch.tensor([[a, b, p] for a, b in pairs])
-        return x, torch.tensor((pairs[:, 0] + pairs[:, 1]) % p)
-
-    xtr, ytr = batch(train)
-    xte, yte = batch(test)
+    modadd = ModularAddition(task)
+    train, test = (modadd.batch(pairs) for pairs in modadd.pairs())  # ids: the number i is token i, "=" is p
     cfg = GPTNeoXConfig(vocab_size=p + 2, hidden_size=128, num_hidden_layers=1, num_attention_heads=4,
                         intermediate_size=512, hidden_act="relu", max_position_embeddings=3, rotary_pct=1.0,
                         use_parallel_residual=False, tie_word_embeddings=False, bos_token_id=None, eos_token_id=None)
@@ -64,16 +58,13 @@ def main(argv: list[str] | None = None) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd, betas=(0.9, 0.98))
     t0, log, done_at = time.time(), [], None
     for step in range(args.steps):
-        logits = model(xtr).logits[:, -1, :p]
-        loss = torch.nn.functional.cross_entropy(logits, ytr)
+        loss = modadd.loss(model, train)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if step % 250 == 0 or step == args.steps - 1:
-            with torch.no_grad():
-                te = model(xte).logits[:, -1, :p]
-                acc = (te.argmax(-1) == yte).float().mean().item()
-            rec = {"step": step, "train_loss": loss.item(), "test_loss": torch.nn.functional.cross_entropy(te, yte).item(),
+            acc, test_loss = modadd.accuracy(model, test)
+            rec = {"step": step, "train_loss": loss.item(), "test_loss": test_loss,
                    "test_accuracy": acc, "seconds": round(time.time() - t0, 1)}
             log.append(rec)
             print(json.dumps(rec), flush=True)

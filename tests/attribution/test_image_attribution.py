@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from analyses.attribution_image import AttributionImageSpec, store_upload
+from attribution.registry import IMAGE_METHODS
 from attribution import image_methods
 from compute.errors import BadInput
 
@@ -41,10 +42,10 @@ def planted():
     return image_methods.ImageTask(net, x, target=1, layer=net.conv)
 
 
-@pytest.mark.parametrize("method", list(image_methods.METHODS))
+@pytest.mark.parametrize("method", list(IMAGE_METHODS))
 def test_every_method_puts_the_planted_region_first(planted, method):
     kw = {"background": torch.zeros(4, 1, 8, 8), "nsamples": 100} if method == "shap" else {}
-    a = image_methods.METHODS[method](planted, **kw)
+    a = IMAGE_METHODS[method].run(planted, **kw)
     assert a.scores.shape == (8, 8)
     top4 = set(np.argsort(-a.scores.reshape(-1), kind="stable")[:4].tolist())
     region = {r * 8 + c for r in range(1, 3) for c in range(5, 7)}

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from analyses.attribution_text import AttributionTextSpec, build_task
+from attribution.registry import TEXT_METHODS
 from attribution import text_methods
 from attribution.agreement import pairwise
 from attribution.faithfulness import deletion_insertion, soft_scores
@@ -32,7 +33,7 @@ def toy():
 def test_every_method_ranks_the_planted_token_first(toy, method):
     _, tok, task = toy
     kw = {"tokenizer": tok, "max_evals": 200} if method == "shap" else {}
-    a = text_methods.METHODS[method](task, **kw)
+    a = TEXT_METHODS[method].run(task, **kw)
     assert len(a.scores) == task.n_features
     assert int(np.argmax(a.scores)) == KEY_FEATURE, (method, np.round(a.scores, 3))
     assert a.cost["forward_passes"] >= 1 and a.seconds >= 0

@@ -5,7 +5,8 @@ import torch
 
 from analyses.sae_dashboard import SAEDashboardSpec, SAEFeatureSpec
 from analyses.sae_error import SAEErrorSpec
-from analyses.sae_probe import SAEPromptSpec, SAESteerSpec
+from analyses.sae_prompt import SAEPromptSpec
+from analyses.sae_steer import SAESteerSpec
 from analyses.sae_source import load_for_model
 from compute.errors import BadInput
 from sae.dark_matter import fit_error_regression
@@ -38,9 +39,9 @@ def test_features_on_a_prompt(wb, small_sae, zoo_lm):
     # the error column is the SAE's reconstruction error on that token
     sae, hook = load_for_model(wb, small_sae, zoo_lm)
     from analyses.lm_inputs import prompt_tokens
-    from analyses.sae_probe import hook_activations
+    from compute.hooks import activations_at
 
-    x = hook_activations(zoo_lm, hook, prompt_tokens(zoo_lm, PROMPT))
+    x = activations_at(zoo_lm.model, hook, prompt_tokens(zoo_lm, PROMPT))[0].float()
     with torch.no_grad():
         err = (x - sae.decode(sae.encode(x))).norm(dim=-1).numpy()
     np.testing.assert_allclose(toks.error_norm.to_numpy(), err, rtol=1e-4)

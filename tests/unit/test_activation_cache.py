@@ -42,6 +42,6 @@ def test_a_dataset_smaller_than_the_request_is_cached_whole_once(zoo_lm, tmp_pat
     text.write_text("def f(x):\n    return x\n" * 50)
     cache = ActivationCache(tmp_path / "acts")
     first = cache.get_or_build(zoo_lm, f"text:{text}", "blocks.0.hook_resid_post", n_tokens=100_000, seq_len=32)
-    assert first.meta["exhausted"] and first.n_tokens < 100_000
+    assert first.meta["exhausted"] and first.meta["n_tokens"] < 100_000
     again = cache.get_or_build(zoo_lm, f"text:{text}", "blocks.0.hook_resid_post", n_tokens=100_000, seq_len=32)
     assert cache.builds == 1 and again.path == first.path

@@ -4,7 +4,8 @@ import dataclasses
 import numpy as np
 import torch
 
-from analyses.model_check import ModelCheckSpec, head_scores
+from analyses.model_check import ModelCheckSpec
+from compute.tasks.induction import head_scores
 
 
 def _patterns(offset: int, half: int) -> torch.Tensor:

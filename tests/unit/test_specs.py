@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analyses.base import spec_from_dict
+from analyses.registry import spec_from_dict
 from analyses.model_check import ModelCheckSpec
 from analyses.prompt import PromptSpec
 from compute.errors import BadInput

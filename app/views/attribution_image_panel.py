@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analyses.attribution_image import IMAGE_METHODS, AttributionImageBatchSpec, AttributionImageSpec, store_upload
+from analyses.attribution_image import AttributionImageBatchSpec, AttributionImageSpec, store_upload
 from app import urlstate, widgets
+from attribution.registry import IMAGE_METHODS
 from compute.errors import BadInput
 
-LABELS = {"gradcam": "GradCAM", "gradcam_pp": "GradCAM++", "integrated_gradients": "Integrated Gradients",
-          "occlusion": "Occlusion", "shap": "SHAP (expected gradients)"}
+
+def method_label(name: str) -> str:
+    return IMAGE_METHODS[name].label if name in IMAGE_METHODS else name
 
 
 def parse_images(text: str) -> tuple[str, ...]:
@@ -30,7 +32,7 @@ def batch_panel(wb, lm) -> None:
     st.caption("The same comparison over many images, as a background job: RISE AUCs and cost averaged per method.")
     text = st.text_input("Images (comma-separated; digits:A-B for a range)", key="img_batch")
     methods = st.multiselect("Methods", list(IMAGE_METHODS), default=list(IMAGE_METHODS), key="img_batch_methods",
-                             format_func=LABELS.get)
+                             format_func=method_label)
     if not text.strip():
         return
     try:
@@ -46,18 +48,18 @@ def batch_panel(wb, lm) -> None:
                             first=("per_method",), last=("per_image",))
 
 
-def image_page(wb, lm, shared) -> None:
+def image_page(wb, lm) -> None:
     one, batch = st.tabs(["One image", "Batch of images"])
     with batch:
         batch_panel(wb, lm)
     with one:
-        single_panel(wb, lm, shared)
+        single_panel(wb, lm)
 
 
-def single_panel(wb, lm, shared) -> None:
-    if isinstance(shared, AttributionImageSpec) and st.session_state.get("_apply_shared") == shared.hash:
-        st.session_state["_apply_shared"] = None
-        st.session_state.update(img_source=shared.image, img_target=shared.target, img_methods=list(shared.methods),
+def single_panel(wb, lm) -> None:
+    taken = urlstate.take_shared(wb, AttributionImageSpec)
+    if taken is not None:
+        st.session_state.update(img_source=taken.image, img_target=taken.target, img_methods=list(taken.methods),
                                 img_ran=True)
     classes = lm.image_config.get("classes") or []
     with st.form("img_form"):
@@ -70,7 +72,7 @@ def single_panel(wb, lm, shared) -> None:
         target = d1.number_input("Class (-1: the model's prediction)", -1, max(len(classes) - 1, 0), -1,
                                  key="img_target")
         methods = d2.multiselect("Methods", list(IMAGE_METHODS), default=list(IMAGE_METHODS), key="img_methods",
-                                 format_func=LABELS.get)
+                                 format_func=method_label)
         go = st.form_submit_button("Compare", type="primary")
     if not (go or st.session_state.get("img_ran")):
         return

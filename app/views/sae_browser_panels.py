@@ -9,7 +9,8 @@ import streamlit as st
 
 from analyses.sae_dashboard import SAEDashboardSpec, SAEFeatureSpec
 from analyses.sae_error import SAEErrorSpec
-from analyses.sae_probe import SAEPromptSpec, SAESteerSpec
+from analyses.sae_prompt import SAEPromptSpec
+from analyses.sae_steer import SAESteerSpec
 from app import urlstate, widgets
 from compute.errors import BadInput
 
