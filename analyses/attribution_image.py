@@ -24,7 +24,8 @@ from compute.tasks.digits import Digits
 
 from .attribution_figures import agreement_heatmap, cost_bars
 from .attribution_image_figures import image_curves, image_faithfulness, overlays
-from .base import Result, Spec, bounded
+from .base import Result, Spec, bounded, counted
+from .batch_means import method_means
 from .registry import register
 
 IMAGE_METHODS = tuple(METHOD_REGISTRY)
@@ -32,10 +33,8 @@ MAX_UPLOAD_BYTES = 20 * 2**20
 
 
 @dataclass(frozen=True)
-class AttributionImageSpec(Spec):
-    KIND = "attribution_image"
-    TITLE = "Attribution comparison (image)"
-    PAGE = "attribution"
+class AttributionImageSpec(Spec, kind="attribution_image", title="Attribution comparison (image)",
+                           page="attribution"):
     image: str = "digits:0"
     target: int = -1  # the class; -1 = the model's prediction
     methods: tuple[str, ...] = IMAGE_METHODS
@@ -215,18 +214,12 @@ def run_attribution_image(spec: AttributionImageSpec, ctx) -> Result:
 
 
 @dataclass(frozen=True)
-class AttributionImageBatchSpec(AttributionImageSpec):
-    KIND = "attribution_image_batch"
-    TITLE = "Attribution comparison over a set of images"
-    PAGE = "attribution"
-    images: tuple[str, ...] = ()
+class AttributionImageBatchSpec(AttributionImageSpec, kind="attribution_image_batch",
+                                title="Attribution comparison over a set of images", page="attribution"):
+    images: tuple[str, ...] = counted(1, 1000, "image")
 
     def validate(self) -> None:
         super().validate()
-        if not self.images:
-            raise BadInput("give at least one image")
-        if len(self.images) > 1000:
-            raise BadInput("at most 1,000 images per batch")
         for im in self.images:
             if not im.startswith(("digits:", "upload:")):
                 raise BadInput(f"'{im}' is not digits:N or upload:SHA")
@@ -250,10 +243,7 @@ def run_attribution_image_batch(spec: AttributionImageBatchSpec, ctx) -> Result:
         rows.append(r["metrics"].drop(columns="notes").assign(image=image, p_target=float(r["probs"][r["target"]])))
         agreements.append(r["agreement"])
     per_image = pd.concat(rows, ignore_index=True)
-    numeric = [c for c in per_image.columns if c not in ("method", "image")]
-    table = per_image.groupby("method", sort=False)[numeric].mean().reset_index()
-    agree = pd.concat(agreements).groupby(["method_a", "method_b"], sort=False)[["kendall_tau", "spearman"]].mean()
-    agree = agree.reset_index()
+    table, agree = method_means(per_image, agreements, skip=("image",))
     summary = {"model": spec.model, "images": n, "methods": list(spec.methods),
                "best_deletion_auc": str(table.sort_values("deletion_auc").method.iloc[0]),
                "best_insertion_auc": str(table.sort_values("insertion_auc").method.iloc[-1]),

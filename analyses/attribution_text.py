@@ -18,7 +18,8 @@ from attribution.registry import TEXT_METHODS as METHOD_REGISTRY
 from compute.errors import BadInput
 
 from .attribution_figures import agreement_heatmap, cost_bars, curves_figure, faithfulness_bars, token_heatmap
-from .base import Result, Spec, bounded
+from .base import Result, Spec, bounded, counted
+from .batch_means import method_means
 from .registry import register
 from .lm_inputs import check_prompt_text, prompt_tokens, token_strings
 
@@ -47,10 +48,8 @@ class AttributionOptions(Spec):
 
 
 @dataclass(frozen=True)
-class AttributionTextSpec(AttributionOptions):
-    KIND = "attribution_text"
-    TITLE = "Attribution comparison (text)"
-    PAGE = "attribution"
+class AttributionTextSpec(AttributionOptions, kind="attribution_text",
+                          title="Attribution comparison (text)", page="attribution"):
     prompt: str = ""
     target: str = ""  # a continuation; "" = the model's greedy next token
     target_id: int = -1  # or one token by id
@@ -64,19 +63,13 @@ class AttributionTextSpec(AttributionOptions):
 
 
 @dataclass(frozen=True)
-class AttributionBatchSpec(AttributionOptions):
-    KIND = "attribution_text_batch"
-    TITLE = "Attribution comparison over a set of prompts"
-    PAGE = "attribution"
-    prompts: tuple[str, ...] = ()
+class AttributionBatchSpec(AttributionOptions, kind="attribution_text_batch",
+                           title="Attribution comparison over a set of prompts", page="attribution"):
+    prompts: tuple[str, ...] = counted(1, 500, "prompt")
     targets: tuple[str, ...] = ()  # one per prompt, or none: each prompt's greedy next token
 
     def validate(self) -> None:
         super().validate()
-        if not self.prompts:
-            raise BadInput("give at least one prompt")
-        if len(self.prompts) > 500:
-            raise BadInput("at most 500 prompts per batch")
         for p in self.prompts:
             check_prompt_text(p)
         if self.targets and len(self.targets) != len(self.prompts):
@@ -249,10 +242,7 @@ def run_attribution_batch(spec: AttributionBatchSpec, ctx) -> Result:
         per_prompt.append(metrics)
         agreements.append(agreement.assign(prompt=i))
     rows = pd.concat(per_prompt, ignore_index=True)
-    numeric = [c for c in rows.columns if c not in ("prompt", "method", "notes")]
-    table = rows.groupby("method", sort=False)[numeric].mean().reset_index()
-    agree = pd.concat(agreements, ignore_index=True)
-    mean_agree = agree.groupby(["method_a", "method_b"], sort=False)[["kendall_tau", "spearman"]].mean().reset_index()
+    table, mean_agree = method_means(rows, agreements, skip=("prompt", "notes"))
     summary = {"model": spec.model, "prompts": n, "methods": list(spec.methods),
                "best_soft_nc": str(table.sort_values("soft_nc").method.iloc[-1]),
                "best_soft_ns": str(table.sort_values("soft_ns").method.iloc[-1]),

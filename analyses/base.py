@@ -4,12 +4,15 @@ A spec is a frozen dataclass of JSON values with a `kind`; its canonical JSON gi
 that names it in share links, the result cache, batch export and the CLI. A Result holds a JSON
 summary, pandas tables and Plotly figures, and saves to / loads from a folder without pickle.
 
-- Numeric fields declare their range with `bounded(default, lo, hi)`; `Spec.validate` checks every
-  such field, so a spec's own `validate` holds only the checks that need more than a range.
+- Numeric fields declare their range with `bounded(default, lo, hi)`, tuples how many items they hold
+  with `counted(lo, hi, noun)`; `Spec.validate` checks every such field, so a spec's own `validate`
+  holds only the checks that need more than a range.
 - A spec that reads fitted artifacts (an SAE, later a LIB basis or EK-FAC factors) lists them in
   `depends_on()`; their fingerprints join the result-cache key (analyses/workbench.py). A spec that
   fits one is a `FitSpec`: its artifact lives in a folder of the kind it names (`Settings.fit_dir`).
-- `PAGE` names the app page that shows a spec's results, so a share link `?a=<hash>` finds its page.
+- A kind declares its name, title and page in its class line (`class PromptSpec(Spec, kind="prompt",
+  title=…, page="models")`); the page is the app page that shows its results, so a share link
+  `?a=<hash>` finds its page.
 """
 from __future__ import annotations
 
@@ -33,6 +36,11 @@ def bounded(default: Any, lo: float | None = None, hi: float | None = None) -> A
     return field(default=default, metadata={"range": (lo, hi)})
 
 
+def counted(lo: int = 0, hi: int | None = None, noun: str = "item") -> Any:
+    """A tuple spec field (empty by default) holding between lo and hi items of `noun`."""
+    return field(default=(), metadata={"count": (lo, hi, noun)})
+
+
 def _fmt(v: float) -> str:
     return f"{v:,}" if isinstance(v, int) else f"{v:g}"
 
@@ -48,6 +56,13 @@ class Spec:
     KIND: ClassVar[str] = ""
     TITLE: ClassVar[str] = ""
     PAGE: ClassVar[str] = ""  # the app page that shows this kind (see app/pages.py); "" = the Jobs page
+
+    def __init_subclass__(cls, kind: str = "", title: str = "", page: str = "", **kwargs):
+        """`class PromptSpec(Spec, kind="prompt", title=…, page="models")`: a kind declares itself in one place."""
+        super().__init_subclass__(**kwargs)
+        cls.KIND = kind or cls.KIND
+        cls.TITLE = title or cls.TITLE
+        cls.PAGE = page or cls.PAGE
     # Raised when an analysis's results change shape or meaning: it joins the result-cache key (not the spec
     # hash, so share links keep working) and results stored by an older version are recomputed, not reopened.
     RESULT_VERSION: ClassVar[int] = 1
@@ -73,6 +88,12 @@ class Spec:
                 if hi is None:
                     raise BadInput(f"{f.name} must be at least {_fmt(lo)}")
                 raise BadInput(f"{f.name} must be between {_fmt(lo)} and {_fmt(hi)}")
+            if "count" in f.metadata:
+                lo, hi, noun = f.metadata["count"]
+                if len(v) < lo:
+                    raise BadInput(f"give at least {'one' if lo == 1 else lo} {noun}")
+                if hi is not None and len(v) > hi:
+                    raise BadInput(f"at most {hi:,} {noun}s in one {self.TITLE or self.KIND}")
 
     def depends_on(self) -> tuple[Dependency, ...]:
         """Fitted artifacts this analysis reads; their fingerprints join its result-cache key."""

@@ -18,10 +18,8 @@ from .registry import register
 
 
 @dataclass(frozen=True)
-class ModelCheckSpec(Spec):
-    KIND = "model_check"
-    TITLE = "Model check: induction, held-out loss, task accuracy"
-    PAGE = "models"
+class ModelCheckSpec(Spec, kind="model_check",
+                     title="Model check: induction, held-out loss, task accuracy", page="models"):
     RESULT_VERSION = 2  # 2: previous-token scores per head
     n_sequences: int = bounded(32, 1, 1024)
     repeat_len: int = bounded(64, 4, 4096)

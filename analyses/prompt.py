@@ -20,10 +20,7 @@ from .lm_inputs import check_prompt_text, prompt_tokens, token_strings
 
 
 @dataclass(frozen=True)
-class PromptSpec(Spec):
-    KIND = "prompt"
-    TITLE = "Prompt: predictions, logit lens, attention"
-    PAGE = "models"
+class PromptSpec(Spec, kind="prompt", title="Prompt: predictions, logit lens, attention", page="models"):
     prompt: str = ""
     top_k: int = bounded(5, 1, 50)
     prepend_bos: bool = True

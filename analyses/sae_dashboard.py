@@ -29,10 +29,7 @@ MAX_DASHBOARD_TOKENS = 4_000_000
 
 
 @dataclass(frozen=True)
-class SAEDashboardSpec(SAESpec):
-    KIND = "sae_dashboards"
-    TITLE = "SAE feature dashboards"
-    PAGE = "sae_browser"
+class SAEDashboardSpec(SAESpec, kind="sae_dashboards", title="SAE feature dashboards", page="sae_browser"):
     dataset: str = "zoo-stdlib"
     n_tokens: int = bounded(131_072, 1_000, MAX_DASHBOARD_TOKENS)
     seq_len: int = 128
@@ -45,10 +42,7 @@ class SAEDashboardSpec(SAESpec):
 
 
 @dataclass(frozen=True)
-class SAEFeatureSpec(SAEDashboardSpec):
-    KIND = "sae_feature"
-    TITLE = "SAE feature dashboard"
-    PAGE = "sae_browser"
+class SAEFeatureSpec(SAEDashboardSpec, kind="sae_feature", title="SAE feature dashboard", page="sae_browser"):
     feature: int = 0
 
     def validate(self) -> None:

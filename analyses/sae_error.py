@@ -26,10 +26,7 @@ from .sae_source import SAESpec, check_width, load_for_model
 
 
 @dataclass(frozen=True)
-class SAEErrorSpec(SAESpec):
-    KIND = "sae_error"
-    TITLE = "SAE error (dark matter)"
-    PAGE = "sae_browser"
+class SAEErrorSpec(SAESpec, kind="sae_error", title="SAE error (dark matter)", page="sae_browser"):
     dataset: str = "zoo-stdlib-heldout"
     n_tokens: int = bounded(65_536, 2_048, 2_000_000)
     seq_len: int = 128

@@ -20,10 +20,7 @@ MAX_HEATMAP_FEATURES = 40
 
 
 @dataclass(frozen=True)
-class SAEPromptSpec(SAESpec):
-    KIND = "sae_prompt"
-    TITLE = "SAE features on a prompt"
-    PAGE = "sae_browser"
+class SAEPromptSpec(SAESpec, kind="sae_prompt", title="SAE features on a prompt", page="sae_browser"):
     prompt: str = ""
     top_k: int = bounded(5, 1, 50)
 

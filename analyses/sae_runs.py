@@ -19,7 +19,7 @@ from compute.errors import BadInput
 from sae.registry import ARCHITECTURES
 from sae.registry import label as arch_label
 
-from .base import FitSpec, Result, Spec, bounded
+from .base import FitSpec, Result, Spec, bounded, counted
 from .registry import register
 from .sae_figures import comparison_figures, density_histogram, l0_histogram, training_curves
 from .sae_source import SAE_ARTIFACT, SAESpec, sae_location
@@ -31,11 +31,8 @@ CE_ROWS = 24
 
 
 @dataclass(frozen=True)
-class SAETrainSpec(FitSpec):
+class SAETrainSpec(FitSpec, kind="sae_train", title="SAE training", page="sae_training"):
     """Trains one SAE; the run's folder (`Workbench.artifact_folder`) keeps its curves, checkpoint and the SAE."""
-    KIND = "sae_train"
-    TITLE = "SAE training"
-    PAGE = "sae_training"
     ARTIFACT = SAE_ARTIFACT
     hook: str = "blocks.0.hook_resid_post"
     arch: str = "topk"
@@ -78,25 +75,14 @@ class SAETrainSpec(FitSpec):
 
 
 @dataclass(frozen=True)
-class SAEEvalSpec(SAESpec):
-    KIND = "sae_eval"
-    TITLE = "SAE evaluation"
-    PAGE = "sae_training"
+class SAEEvalSpec(SAESpec, kind="sae_eval", title="SAE evaluation", page="sae_training"):
     eval_tokens: int = bounded(32_768, 1, 4_000_000)
     seq_len: int = 128
 
 
 @dataclass(frozen=True)
-class SAECompareSpec(Spec):
-    KIND = "sae_compare"
-    TITLE = "SAE comparison"
-    PAGE = "sae_training"
-    runs: tuple[str, ...] = ()
-
-    def validate(self) -> None:
-        super().validate()
-        if not self.runs:
-            raise BadInput("pick at least one SAE run to compare")
+class SAECompareSpec(Spec, kind="sae_compare", title="SAE comparison", page="sae_training"):
+    runs: tuple[str, ...] = counted(1, 100, "SAE run")
 
 
 def _eval_result(kind: str, sae, lm, hook: str, eval_set, summary_extra: dict, history: pd.DataFrame | None,

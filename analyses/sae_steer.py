@@ -20,10 +20,7 @@ MAX_NEW_TOKENS = 64
 
 
 @dataclass(frozen=True)
-class SAESteerSpec(SAESpec):
-    KIND = "sae_steer"
-    TITLE = "SAE steering and ablation"
-    PAGE = "sae_browser"
+class SAESteerSpec(SAESpec, kind="sae_steer", title="SAE steering and ablation", page="sae_browser"):
     prompt: str = ""
     steer_features: tuple[int, ...] = ()
     coefficients: tuple[float, ...] = ()

@@ -15,12 +15,12 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from fresh import fresh_workbench  # noqa: E402  (bench/fresh.py)
 
 PROMPT = ("import os\nimport sys\n\n\ndef read_config(path):\n    with open(path) as fh:\n"
           "        return fh.read().split(os.")
@@ -31,12 +31,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    os.environ["WORKBENCH_HOME"] = tempfile.mkdtemp(prefix="wb-bench-attr-")
+    wb = fresh_workbench("wb-bench-attr-")
     from analyses.attribution_text import AttributionTextSpec
-    from analyses.workbench import Workbench, configure_threads
 
-    configure_threads()
-    wb = Workbench()
     lm = wb.models.get("zoo-lm")
     ids = lm.tokenizer(PROMPT, add_special_tokens=False)["input_ids"][:32]  # exactly 32 prompt tokens
     prompt = lm.tokenizer.decode(ids)

@@ -18,13 +18,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from fresh import fresh_workbench  # noqa: E402  (bench/fresh.py)
 HOOK = "blocks.0.hook_resid_post"
 
 
@@ -36,23 +36,21 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    os.environ["WORKBENCH_HOME"] = home = tempfile.mkdtemp(prefix="wb-bench-dash-")
     os.environ["WORKBENCH_THREADS"] = str(args.threads)
+    wb = fresh_workbench("wb-bench-dash-")
+    home = str(wb.settings.home)
 
     import torch
     from safetensors.torch import save_file
 
     from analyses.sae_dashboard import SAEDashboardSpec
-    from analyses.sae_runs import SAETrainSpec, run_folder
-    from analyses.workbench import Workbench, configure_threads
+    from analyses.sae_runs import SAETrainSpec
     from compute.models import ZOO
 
-    configure_threads()
-    wb = Workbench()
     run = SAETrainSpec(model="zoo-lm", hook=HOOK, arch="topk", k=8, d_sae=args.d_sae, n_tokens=262_144,
                        batch_size=2048, lr=2e-3, eval_tokens=4096)
     wb.run(run)
-    sae_folder = run_folder(wb, run) / "sae"
+    sae_folder = wb.artifact_folder(run) / "sae"
     spec = SAEDashboardSpec(model="zoo-lm", sae=run.hash, n_tokens=args.tokens)
     lm = wb.models.get("zoo-lm")
     aset = wb.activations.get_or_build(lm, spec.dataset, HOOK, args.tokens, seq_len=spec.seq_len)

@@ -11,24 +11,21 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from fresh import fresh_workbench  # noqa: E402  (bench/fresh.py)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
-    os.environ["WORKBENCH_HOME"] = tempfile.mkdtemp(prefix="wb-bench-")
+    wb = fresh_workbench("wb-bench-")
     from analyses.prompt import PromptSpec
-    from analyses.workbench import Workbench, configure_threads
 
-    configure_threads()
-    wb = Workbench()
     wb.models.get("zoo-lm")  # load once: both sides measure the analysis, not the model load
     prompt = "\n".join(f"def f{i}(x):\n    return x + {i}" for i in range(8))
     compute, reopen = [], []

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSETS = REPO_ROOT / "assets"
-# Kinds of fitted artifact (FitSpec.ARTIFACT): each a folder under the home, one sub-folder per fit.
-FIT_ARTIFACTS = ("saes",)
+# A kind of fitted artifact (FitSpec.ARTIFACT: "saes" for trained SAEs, …) is a folder under the home,
+# one sub-folder per fit; its name must be a plain identifier so that it stays inside the home.
+ARTIFACT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,8 @@ class Settings:
 
     def fit_dir(self, artifact: str) -> Path:
         """Where fitted artifacts of one kind live, one folder per fit (e.g. "saes": trained SAEs)."""
-        if artifact not in FIT_ARTIFACTS:
-            raise ValueError(f"unknown artifact kind '{artifact}'; known: {', '.join(FIT_ARTIFACTS)}")
+        if not ARTIFACT_NAME.match(artifact or ""):
+            raise ValueError(f"'{artifact}' is not an artifact kind (lower-case letters, digits and _)")
         return self.home / artifact
 
     def cache_dir(self, name: str) -> Path:

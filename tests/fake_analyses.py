@@ -8,13 +8,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analyses.base import Result, Spec
+from analyses.base import FitSpec, Result, Spec
 from analyses.registry import register
 
 
 @dataclass(frozen=True)
-class SleepSpec(Spec):
-    KIND = "test_sleep"
+class SleepSpec(Spec, kind="test_sleep"):
     seconds: float = 1.0
     ignore_cancel: bool = False
     crash: bool = False  # die like an OOM kill halfway through
@@ -30,3 +29,38 @@ def run_sleep(spec: SleepSpec, ctx) -> Result:
         if not spec.ignore_cancel:
             ctx.progress((i + 1) / steps, f"step {i + 1}/{steps}")
     return Result(SleepSpec.KIND, {"slept": spec.seconds}, {"t": pd.DataFrame({"i": range(3)})}, {})
+
+
+@dataclass(frozen=True)
+class FitCounterSpec(FitSpec, kind="test_fit"):
+    """A fit whose artifact is a file counting how often it was fitted (a stand-in for an SAE or a basis)."""
+    ARTIFACT = "test_fits"
+    size: int = 3
+
+
+@register(FitCounterSpec)
+def run_fit(spec: FitCounterSpec, ctx) -> Result:
+    folder = ctx.workbench.artifact_folder(spec)
+    folder.mkdir(parents=True, exist_ok=True)
+    count = folder / "fitted"
+    count.write_text(str(int(count.read_text()) + 1 if count.exists() else 1))
+    ctx.progress(1.0, "fitted")
+    return Result(FitCounterSpec.KIND, {"size": spec.size, "folder": str(folder)})
+
+
+@dataclass(frozen=True)
+class UsesFitSpec(Spec, kind="test_uses_fit"):
+    """An analysis that reads a fit's artifact: it names the fit in depends_on() and gets it with ctx.require."""
+    size: int = 3
+
+    def fit(self) -> FitCounterSpec:
+        return FitCounterSpec(model=self.model, size=self.size)
+
+    def depends_on(self):
+        return (self.fit(),)
+
+
+@register(UsesFitSpec)
+def run_uses_fit(spec: UsesFitSpec, ctx) -> Result:
+    fitted = ctx.require(spec.fit(), share=(0.0, 0.5))
+    return Result(UsesFitSpec.KIND, {"fit_folder": fitted.summary["folder"]})

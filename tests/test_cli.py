@@ -118,3 +118,20 @@ def test_attribute_text_and_image(tmp_path):
     assert code == 2 and "prompt is empty" in err
     code, _, err = run_cli("attribute", "--prompt", "x = 1", "--methods", "magic", "--json")
     assert code == 2 and "unknown method" in err
+
+
+def test_cli_choices_and_method_names_come_from_the_registries():
+    from attribution.registry import IMAGE_METHODS, TEXT_METHODS, canonical
+    from cli.main import build_parser
+    from sae.registry import ARCHITECTURES, OPTION_CHOICES
+
+    parser = build_parser()
+    for arch in ARCHITECTURES:
+        assert parser.parse_args(["sae", "train", "--hook", "h", "--arch", arch]).arch == arch
+    for aux in OPTION_CHOICES["aux_loss"]:
+        assert parser.parse_args(["sae", "train", "--hook", "h", "--aux-loss", aux]).aux_loss == aux
+    with pytest.raises(SystemExit):
+        parser.parse_args(["sae", "train", "--hook", "h", "--arch", "relu"])
+    assert canonical(["ig", "ixg", "rollout", "reagent"], TEXT_METHODS) == (
+        "integrated_gradients", "input_x_gradient", "attention_rollout", "reagent")
+    assert canonical(["gradcam++", "ig"], IMAGE_METHODS) == ("gradcam_pp", "integrated_gradients")
