@@ -46,6 +46,10 @@ class AttributionOptions(Spec):
         super().validate()
         validate_methods(self.methods, self.replacement)
 
+    def result_version(self) -> int:
+        # 2: SHAP's tree of spans is balanced (it was a chain that left the first tokens sharing one value)
+        return 2 if "shap" in self.methods else 1
+
 
 @dataclass(frozen=True)
 class AttributionTextSpec(AttributionOptions, kind="attribution_text",

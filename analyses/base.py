@@ -95,6 +95,10 @@ class Spec:
                 if hi is not None and len(v) > hi:
                     raise BadInput(f"at most {hi:,} {noun}s in one {self.TITLE or self.KIND}")
 
+    def result_version(self) -> int:
+        """RESULT_VERSION, or a finer answer where only some specs of a kind compute differently now."""
+        return self.RESULT_VERSION
+
     def depends_on(self) -> tuple[Dependency, ...]:
         """Fitted artifacts this analysis reads; their fingerprints join its result-cache key."""
         return ()

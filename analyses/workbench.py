@@ -68,8 +68,8 @@ class Workbench:
         fingerprint = self.models.fingerprint(spec.model)
         for dependency in spec.depends_on():
             fingerprint += ":" + dependency.fingerprint(self)
-        if spec.RESULT_VERSION > 1:
-            fingerprint += f":v{spec.RESULT_VERSION}"
+        if spec.result_version() > 1:
+            fingerprint += f":v{spec.result_version()}"
         return result_key(spec.hash, fingerprint)
 
     def artifact_folder(self, spec: FitSpec) -> Path:

@@ -132,19 +132,69 @@ def mask_token_id(tokenizer) -> int:
 
 
 def adjacent_tree(n: int) -> np.ndarray:
-    """A hierarchical clustering that only ever merges neighbouring tokens (as shap's Text masker's
-    partition tree does), for Owen values over spans of the prompt."""
-    from scipy.cluster.hierarchy import linkage
+    """A balanced binary tree over the prompt's tokens that only ever joins neighbouring spans (shap's Text
+    masker's tree is balanced too), as a scipy linkage matrix: halve a span, then halve each half.
 
-    pos = np.arange(n, dtype=np.float64)[:, None]
-    return linkage(pos + 1e-6 * pos ** 2, method="single")  # distinct gaps: a deterministic merge order
+    Why balanced: shap's Partition explainer expands the tree from the root, and a node at depth d is
+    expanded 2^d times (once per context of its ancestors), two model rows each. A chain (((0,1),2),3)…
+    puts the first tokens at depth n-1 and needs ~2^n rows before they part; halving needs ~2n²/3."""
+    rows: list[list[float]] = []
+
+    def build(lo: int, hi: int) -> int:  # the span [lo, hi); returns its node id
+        if hi - lo == 1:
+            return lo
+        mid = (lo + hi + 1) // 2
+        left, right = build(lo, mid), build(mid, hi)
+        rows.append([left, right, float(hi - lo - 1), float(hi - lo)])
+        return n + len(rows) - 1
+
+    if n > 1:
+        build(0, n)
+    tree = np.array(rows, dtype=np.float64).reshape(-1, 4)
+    # linkage order: a node after its children, smaller spans first (scipy's is_valid_linkage wants this)
+    order = np.argsort(tree[:, 3], kind="stable")
+    new_id = np.arange(2 * n - 1)
+    new_id[n + order] = n + np.arange(len(order))
+    tree = tree[order]
+    tree[:, :2] = new_id[tree[:, :2].astype(int)]
+    return tree
+
+
+def node_spans(tree: np.ndarray) -> list[tuple[int, int]]:
+    """[first, last] token of every node of a linkage tree (leaves, then merges)."""
+    n = len(tree) + 1
+    spans = [(i, i) for i in range(n)]
+    for left, right, _, _ in tree:
+        a, b = spans[int(left)], spans[int(right)]
+        spans.append((min(a[0], b[0]), max(a[1], b[1])))
+    return spans
+
+
+def evals_to_resolve(tree: np.ndarray) -> int:
+    """The max_evals at which shap's Partition explainer expands every node of the tree (2 rows per expansion,
+    2^depth expansions of a node at that depth, plus the two rows of the empty and the full coalition), so
+    that every token gets its own Owen value."""
+    n = len(tree) + 1
+    if n < 2:
+        return 2
+    depth = np.zeros(2 * n - 1, dtype=np.int64)
+    expansions = 0
+    for node in range(2 * n - 2, n - 1, -1):  # root first
+        expansions += 2 ** int(depth[node])
+        depth[tree[node - n, :2].astype(int)] = depth[node] + 1
+    return 2 * expansions + 1
 
 
 @_timed
 def shap_values(task: TextTask, tokenizer=None, max_evals: int = 500):
-    """shap's Partition explainer (Owen values over a tree of adjacent token spans) explaining
+    """shap's Partition explainer (Owen values over a balanced tree of adjacent token spans) explaining
     log p(target | prompt); a masked token is replaced by the mask token in place, so every
-    coalition keeps the prompt's length and the model calls batch."""
+    coalition keeps the prompt's length and the model calls batch.
+
+    Below `evals_to_resolve` of the tree (about 2n²/3 for n tokens; 331 for 21, 683 for 32) some spans
+    are never split in every context, and the explainer shares their remaining value equally among
+    their tokens: the notes list those spans (`unresolved_spans`, first and last token, 0-based) and
+    the budget that resolves every token."""
     import shap
 
     ids = task.prompt_ids[task.first :].cpu().numpy()
@@ -158,9 +208,29 @@ def shap_values(task: TextTask, tokenizer=None, max_evals: int = 500):
         full = torch.cat([prefix.expand(len(rows), -1), rows], dim=1).to(task.device)
         return task.logprob_ids(full).cpu().numpy()
 
-    masker = shap.maskers.Partition(np.full((1, len(ids)), replace), clustering=adjacent_tree(len(ids)))
-    sv = shap.explainers.Partition(f, masker)(ids[None], max_evals=max_evals, silent=True)
+    tree = adjacent_tree(len(ids))
+    masker = shap.maskers.Partition(np.full((1, len(ids)), replace), clustering=tree)
+    sv = shap.explainers.Partition(f, masker)(ids[None], max_evals=max_evals, silent=True,
+                                               batch_size=task.batch_size)
+    need = evals_to_resolve(tree)
+    spans = unresolved_spans(tree, np.asarray(sv.hierarchical_values[0], dtype=np.float64))
     notes = {"model_calls": calls["evals"], "max_evals": max_evals,
-             "mask_token": tokenizer.convert_ids_to_tokens(replace)}
+             "mask_token": tokenizer.convert_ids_to_tokens(replace), "evals_to_resolve": need,
+             "resolved": not spans, "unresolved_spans": spans}
+    if spans:
+        notes["ties"] = ("tokens of an unresolved span share part of their value: agreement counts equal "
+                         "scores as ties (Kendall τ-b, Spearman with average ranks); deletion / insertion and "
+                         "top-k break ties by position")
     return "shap", np.asarray(sv.values[0], dtype=np.float64), False, notes
+
+
+def unresolved_spans(tree: np.ndarray, node_values: np.ndarray) -> list[list[int]]:
+    """The largest spans whose node kept a residual (the budget ran out before it was split in some context),
+    as [first, last] token; empty when every token has its own value."""
+    n = len(tree) + 1
+    spans = node_spans(tree)
+    scale = max(float(np.abs(node_values).max()), 1e-30)
+    held = [spans[i] for i in range(n, 2 * n - 1) if abs(node_values[i]) > 1e-9 * scale]
+    outer = [sp for sp in held if not any(o != sp and o[0] <= sp[0] and sp[1] <= o[1] for o in held)]
+    return [list(sp) for sp in sorted(outer)]
 

@@ -71,8 +71,15 @@ def show(res, h: str) -> None:
                    f"converged (median {r['median_steps']:.0f} steps)" + (f" · ⚠️ {r['warning']}" if "warning" in r
                                                                          else ""))
     if "shap" in s["notes"]:
-        st.caption(f"SHAP: {s['notes']['shap']['model_calls']} model calls (max_evals "
-                   f"{s['notes']['shap']['max_evals']}), masked tokens become {s['notes']['shap']['mask_token']!r}")
+        sh = s["notes"]["shap"]
+        st.caption(f"SHAP: {sh['model_calls']} model calls (max_evals {sh['max_evals']}), masked tokens become "
+                   f"{sh['mask_token']!r}")
+        if sh.get("unresolved_spans"):
+            tokens = res.tables["scores"].query("method == 'shap'").token.tolist()
+            spans = "; ".join(f"tokens {a}–{b} ({''.join(tokens[a:b + 1])!r})" for a, b in sh["unresolved_spans"])
+            st.warning(f"SHAP did not split every span within its budget: {spans} share part of their value, so "
+                       f"their order among themselves is not SHAP's. {sh['evals_to_resolve']:,} evaluations resolve "
+                       f"every token (Settings → SHAP max evaluations). {sh['ties']}.", icon="⚠️")
     widgets.show_result(res, h, f"attr-{h}", urlstate.share_link("attribution", a=h, model=lm.id),
                         first=("methods",), last=("agreement",))
 

@@ -84,3 +84,16 @@ def test_image_batch_range_is_parsed_and_checked():
     at.text_input(key="img_batch").set_value("digits:0-4")
     at.run()
     assert any(b.label == "Compare on 5 images (background job)" for b in at.button)
+
+
+def test_shap_spans_left_unresolved_by_the_budget_are_named_on_the_page():
+    at = _page()
+    at.text_area(key="attr_prompt").set_value("def add(a, b):\n    return a + b\n\ndef add(a, b):\n    return")
+    at.text_input(key="attr_target").set_value(" a")
+    at.multiselect(key="attr_methods").set_value(["shap"])
+    at.number_input(key="attr_shap_evals").set_value(50)
+    button(at, "Compare").click()
+    at.run()
+    assert not errors(at), errors(at)
+    warning = " ".join(w.value for w in at.warning)
+    assert "did not split every span" in warning and "395 evaluations resolve every token" in warning
