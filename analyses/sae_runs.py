@@ -16,8 +16,6 @@ import numpy as np
 import pandas as pd
 
 from compute.errors import BadInput
-from sae.registry import ARCHITECTURES
-from sae.registry import label as arch_label
 
 from .base import FitSpec, Result, Spec, bounded, counted
 from .registry import register
@@ -73,6 +71,10 @@ class SAETrainSpec(FitSpec, kind="sae_train", title="SAE training", page="sae_tr
     def describe(self) -> str:
         return f"{self.arch} SAE k={self.k:g} d_sae={self.d_sae} on {self.model} {self.hook}"
 
+    def result_version(self) -> int:
+        # 2: Feature / Mutual Choice thresholds calibrated after training (they averaged cut-offs over the run)
+        return 2 if self.arch in ("feature_choice", "mutual_choice") else 1
+
 
 @dataclass(frozen=True)
 class SAEEvalSpec(SAESpec, kind="sae_eval", title="SAE evaluation", page="sae_training"):
@@ -85,11 +87,11 @@ class SAECompareSpec(Spec, kind="sae_compare", title="SAE comparison", page="sae
     runs: tuple[str, ...] = counted(1, 100, "SAE run")
 
 
-def _eval_result(kind: str, sae, lm, hook: str, eval_set, summary_extra: dict, history: pd.DataFrame | None,
-                 label: str) -> Result:
+def _eval_result(kind: str, sae, lm, hook: str, eval_set, n_tokens: int, summary_extra: dict,
+                 history: pd.DataFrame | None, label: str) -> Result:
     from sae.evaluation import evaluate
 
-    acts = eval_set.load()
+    acts = eval_set.load(n_tokens)
     if acts.shape[1] != sae.cfg.d_in:
         raise BadInput(f"the SAE expects d_in = {sae.cfg.d_in} but {hook} of {lm.id} has {acts.shape[1]} dimensions")
     ev = evaluate(sae, acts, bridge=lm.model, hook_name=hook, tokens=eval_set.tokens()[:CE_ROWS])
@@ -125,7 +127,8 @@ def run_sae_train(spec: SAETrainSpec, ctx) -> Result:
     activations = ctx.workbench.activations
     train_set = activations.get_or_build(lm, spec.dataset, spec.hook, spec.n_tokens, seq_len=spec.seq_len,
                                          progress=lambda f, m="": ctx.progress(0.15 * f, "caching training activations"))
-    eval_set = activations.get_or_build(lm, EVAL_DATASET, spec.hook, spec.eval_tokens, seq_len=spec.seq_len,
+    eval_set = activations.get_or_build(lm, EVAL_DATASET, spec.hook, spec.eval_tokens,
+                                        seq_len=spec.seq_len,
                                         progress=lambda f, m="": ctx.progress(0.15 + 0.05 * f,
                                                                               "caching held-out activations"))
     acts = train_set.load()
@@ -136,6 +139,7 @@ def run_sae_train(spec: SAETrainSpec, ctx) -> Result:
                          progress=lambda f, m="": ctx.progress(0.2 + 0.7 * f, m))
     resumed = trainer.try_resume()
     history = pd.DataFrame(trainer.train())
+    trainer.calibrate()
     sae_folder = folder / "sae"
     if sae_folder.exists():
         shutil.rmtree(sae_folder)
@@ -151,7 +155,7 @@ def run_sae_train(spec: SAETrainSpec, ctx) -> Result:
              "train_seconds": trainer.seconds, "train_tokens_per_s": tokens_per_s, "resumed": resumed,
              "final_train_nmse": float(history.nmse.iloc[-1]) if len(history) else None,
              "train_dead_fraction": float(trainer.dead_mask().float().mean())}
-    return _eval_result(SAETrainSpec.KIND, saved, lm, spec.hook, eval_set, extra, history,
+    return _eval_result(SAETrainSpec.KIND, saved, lm, spec.hook, eval_set, spec.eval_tokens, extra, history,
                         f"{spec.arch}, k={spec.k:g}")
 
 
@@ -173,7 +177,7 @@ def run_sae_eval(spec: SAEEvalSpec, ctx) -> Result:
     arch = sae.cfg.architecture()
     extra = {"model": spec.model, "arch": arch, "k": getattr(sae.cfg, "k", None), "aux_loss": None,
              "sae_path": spec.sae}
-    return _eval_result(SAEEvalSpec.KIND, sae, lm, hook, eval_set, extra, None, arch)
+    return _eval_result(SAEEvalSpec.KIND, sae, lm, hook, eval_set, spec.eval_tokens, extra, None, arch)
 
 
 def finished_sae_runs(wb, model_id: str) -> list[tuple[str, Spec]]:
@@ -193,6 +197,8 @@ def finished_sae_runs(wb, model_id: str) -> list[tuple[str, Spec]]:
 
 
 def run_label(h: str, spec: Spec) -> str:
+    from sae.registry import label as arch_label
+
     if isinstance(spec, SAETrainSpec):
         arch = arch_label(spec.arch)
         return f"{arch} k={spec.k:g} d_sae={spec.d_sae} {spec.hook} · {h}"
@@ -200,6 +206,8 @@ def run_label(h: str, spec: Spec) -> str:
 
 
 def _arch_label(summary: dict) -> str:
+    from sae.registry import ARCHITECTURES
+
     arch = summary.get("arch") or "other"
     return arch if arch in ARCHITECTURES else "other"
 

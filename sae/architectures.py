@@ -109,6 +109,10 @@ class _AdaptiveTrainingSAE(TopKTrainingSAE):
         self.register_buffer("inference_threshold", torch.zeros(cfg.d_sae, dtype=torch.double, device=dev))
         self.register_buffer("feature_density", torch.full((cfg.d_sae,), cfg.k / cfg.d_sae, device=dev))
         self.register_buffer("threshold_updates", torch.zeros(cfg.d_sae, dtype=torch.long, device=dev))
+        # Feature Choice's Zipf ranking: an EMA of each feature's mean positive pre-activation, which (unlike
+        # its density under the selection) does not follow from the capacities; not saved, rebuilt in a step
+        self.register_buffer("activity", torch.zeros(cfg.d_sae, device=dev), persistent=False)
+        self._activity_seen = False
 
     def _threshold_rate(self, updates: torch.Tensor) -> torch.Tensor:
         """A running mean for the first 1/lr updates, then an EMA with rate lr: no bias towards the
@@ -134,6 +138,35 @@ class _AdaptiveTrainingSAE(TopKTrainingSAE):
         else:  # the batch-independent inference rule
             acts = z.relu() * (z > self.inference_threshold.to(z.dtype))
         return acts.reshape(shape)
+
+    # --- inference thresholds, set from the final weights ---
+    @torch.no_grad()
+    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode_with_hidden_pre(x.to(self.W_dec.device, self.W_dec.dtype))[1]
+
+    def fires_per_token(self, batch_size: int) -> torch.Tensor:
+        """How many of every `batch_size` tokens each feature selects on average during training [F]."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def calibrate(self, acts: torch.Tensor, batch_size: int, chunk: int = 4096) -> dict:
+        """Set the inference thresholds from the final weights so that, on `acts`, the batch-independent rule
+        fires as often as the training selection did: Mutual Choice (one threshold) k features per token
+        on average, Feature Choice (one threshold per feature) each feature on its capacity m of every
+        `batch_size` tokens. The running averages kept during training lag the weights (they average
+        cut-offs of earlier weights) and left the saved SAEs at about half their trained L0."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _between(values: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        """Per column of `values` (sorted descending), a threshold with exactly `count` values above it:
+        halfway between the count-th and the next largest value; never below 0 (ReLU)."""
+        n = values.shape[0]
+        idx = count.clamp(1, n).long()
+        upper = values.gather(0, (idx - 1)[None])[0]
+        lower = torch.where(idx < n, values.gather(0, idx.clamp(max=n - 1)[None])[0], torch.zeros_like(upper))
+        theta = ((upper + lower) / 2).clamp_min(0)
+        return torch.where(count > 0, theta, torch.full_like(theta, torch.inf))
 
     # --- training state ---
     @override
@@ -174,13 +207,42 @@ class _AdaptiveTrainingSAE(TopKTrainingSAE):
 class FeatureChoiceTrainingSAE(_AdaptiveTrainingSAE):
     cfg: FeatureChoiceTrainingSAEConfig  # type: ignore[assignment]
 
+    def fires_per_token(self, batch_size: int) -> torch.Tensor:
+        return self.capacities(batch_size).double().cpu() / batch_size
+
+    @override
+    @torch.no_grad()
+    def calibrate(self, acts: torch.Tensor, batch_size: int, chunk: int = 4096) -> dict:
+        n = len(acts)
+        count = (self.fires_per_token(batch_size) * n).round().long().to(self.W_dec.device)  # [F]
+        keep = int(min(int(count.max()) + 1, n))
+        top = torch.empty(0, self.cfg.d_sae, device=self.W_dec.device)
+        for i in range(0, n, chunk):  # each feature's top `keep` pre-activations over the tokens so far
+            z = self.pre_activations(acts[i : i + chunk])
+            both = torch.cat([top, z])
+            top = both.topk(min(keep, len(both)), dim=0).values
+        theta = self._between(top, count)
+        self.inference_threshold.copy_(theta.double())
+        return {"rule": "one threshold per feature: feature f fires on capacity_f / batch_size of N calibration "
+                        "tokens", "tokens": n, "batch_size": batch_size,
+                "threshold_mean": float(theta[torch.isfinite(theta)].mean())}
+
     def capacities(self, n_tokens: int) -> torch.Tensor:
         if self.cfg.capacity == "zipf":
-            return selection.zipf_capacities(self.cfg.k, n_tokens, self.feature_density, self.cfg.zipf_exponent)
+            return selection.zipf_capacities(self.cfg.k, n_tokens, self.activity, self.cfg.zipf_exponent)
         return selection.uniform_capacities(self.cfg.k, n_tokens, self.cfg.d_sae, device=self.W_dec.device)
+
+    @torch.no_grad()
+    def observe_activity(self, hidden_pre: torch.Tensor) -> None:
+        mass = hidden_pre.relu().mean(0).to(self.activity.dtype)
+        rho = 1.0 if not self._activity_seen else self.cfg.density_ema
+        self.activity.mul_(1 - rho).add_(rho * mass)
+        self._activity_seen = True
 
     @override
     def select(self, hidden_pre: torch.Tensor) -> torch.Tensor:
+        if self.cfg.capacity == "zipf":
+            self.observe_activity(hidden_pre)
         acts, counts, smallest = selection.feature_choice(hidden_pre, self.capacities(hidden_pre.shape[0]),
                                                           return_stats=True)
         self._stats = (counts, smallest)
@@ -198,6 +260,23 @@ class FeatureChoiceTrainingSAE(_AdaptiveTrainingSAE):
 
 class MutualChoiceTrainingSAE(_AdaptiveTrainingSAE):
     cfg: MutualChoiceTrainingSAEConfig  # type: ignore[assignment]
+
+    def fires_per_token(self, batch_size: int) -> torch.Tensor:
+        return torch.full((self.cfg.d_sae,), float(self.cfg.k) / self.cfg.d_sae)
+
+    @override
+    @torch.no_grad()
+    def calibrate(self, acts: torch.Tensor, batch_size: int, chunk: int = 4096) -> dict:
+        n = len(acts)
+        budget = int(round(float(self.cfg.k) * n))  # the top k·N pre-activations of the whole N x F matrix
+        top = torch.empty(0, device=self.W_dec.device)
+        for i in range(0, n, chunk):
+            z = self.pre_activations(acts[i : i + chunk]).reshape(-1)
+            top = torch.cat([top, z]).topk(min(budget + 1, len(top) + len(z))).values
+        theta = self._between(top[:, None], torch.tensor([budget], device=top.device))[0]
+        self.inference_threshold.fill_(float(theta))
+        return {"rule": "global threshold: the k·N-th largest pre-activation of N calibration tokens",
+                "tokens": n, "threshold": float(theta)}
 
     @override
     def select(self, hidden_pre: torch.Tensor) -> torch.Tensor:

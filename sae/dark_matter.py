@@ -66,19 +66,27 @@ def fit_error_regression(x_fit: torch.Tensor, e_fit: torch.Tensor, x_eval: torch
         nonlinear_norm=nonlin.norm(dim=1).numpy())
 
 
-def split_hook(sae, A: torch.Tensor, keep: str):
-    """Splice the SAE in at a hook, adding back part of its error: keep = "linear" -> x̂ + xA,
-    "nonlinear" -> x̂ + (e - xA), "none" -> x̂."""
+SPLICES = ("none", "linear", "nonlinear", "both")
+
+
+def split_hook(sae, A: torch.Tensor, keep: str, first_position: int = 0):
+    """Splice the SAE in at a hook, adding back part of its error e = x - x̂: keep = "linear" -> x̂ + xA,
+    "nonlinear" -> x̂ + (e - xA), "both" -> x̂ + xA + (e - xA) = x (a check), "none" -> x̂.
+
+    Only positions from `first_position` on are spliced: the map A was fitted there, and earlier positions
+    (BOS above all, an attention sink every later position reads) keep their clean activations."""
+    if keep not in SPLICES:
+        raise ValueError(f"keep must be one of {SPLICES}")
+
     def hook(act, hook=None):
         shape = act.shape
-        x = act.reshape(-1, sae.cfg.d_in).to(sae.W_dec.dtype)
-        x_hat = sae.decode(sae.encode(x))
-        lin = x @ A.to(x.device, x.dtype)
-        if keep == "linear":
-            out = x_hat + lin
-        elif keep == "nonlinear":
-            out = x_hat + (x - x_hat - lin)
-        else:
-            out = x_hat
+        x = act.reshape(shape[0], shape[1], -1).to(sae.W_dec.dtype)  # [batch, pos, d_in], heads merged
+        xs = x[:, first_position:]
+        x_hat = sae.decode(sae.encode(xs))
+        lin = xs @ A.to(xs.device, xs.dtype)
+        parts = {"none": x_hat, "linear": x_hat + lin, "nonlinear": x_hat + (xs - x_hat - lin),
+                 "both": x_hat + lin + (xs - x_hat - lin)}
+        out = x.clone()
+        out[:, first_position:] = parts[keep]
         return out.reshape(shape).to(act.dtype)
     return hook

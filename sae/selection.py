@@ -64,19 +64,42 @@ def zipf_profile(n_features: int, exponent: float, device=None) -> torch.Tensor:
     return p / p.sum()
 
 
-def zipf_capacities(k: float, n_tokens: int, density: torch.Tensor, exponent: float) -> torch.Tensor:
-    """Per-feature capacities shaped like a Zipf law over the features' current density ranks.
+def zipf_capacities(k: float, n_tokens: int, activity: torch.Tensor, exponent: float) -> torch.Tensor:
+    """Per-feature capacities shaped like a Zipf law over the features' activity ranks, summing to the
+    budget k·B exactly.
 
-    The feature with the r-th highest density gets m = floor(k·B·p_r) (at least 1, at most B): frequent
-    features may take many tokens of the batch, rare ones a few, as feature densities in trained
-    SAEs are close to Zipf-distributed (the paper's observation).
+    The feature with the r-th highest activity gets a share ∝ r^-exponent of the budget: frequent features
+    may take many tokens of the batch, rare ones a few, as feature densities in trained SAEs are close to
+    Zipf-distributed (the paper's observation). Every feature keeps at least 1 and at most B; what a
+    capped feature cannot take goes to the others in proportion to their shares, and integer rounding
+    gives the remainder to the largest fractional parts, so that Σ m_f = ⌊k·B⌋. `activity` must not
+    depend on the capacities themselves (the SAE ranks by unconstrained pre-activation mass), or the
+    first ranking — feature-index order when all are equal — would fix itself forever.
     """
-    n_features = density.numel()
-    shares = zipf_profile(n_features, exponent, device=density.device)
-    order = density.argsort(descending=True, stable=True)
-    caps = torch.empty(n_features, dtype=torch.long, device=density.device)
-    caps[order] = (shares * (k * n_tokens)).floor().long()
-    return caps.clamp(1, n_tokens)
+    n_features = activity.numel()
+    budget = int(k * n_tokens)
+    if not n_features <= budget <= n_features * n_tokens:
+        raise ValueError(f"a budget of {budget} cannot give {n_features} features between 1 and {n_tokens} each")
+    order = activity.argsort(descending=True, stable=True)
+    want = zipf_profile(n_features, exponent, device=activity.device) * (budget - n_features)  # beyond the 1 each
+    room = float(n_tokens - 1)
+    capped = torch.zeros(n_features, dtype=torch.bool, device=activity.device)
+    for _ in range(n_features):  # water-filling: cap at B, hand the excess on
+        over = (want > room) & ~capped
+        if not over.any():
+            break
+        excess = float((want[over] - room).sum())
+        want[over] = room
+        capped |= over
+        free = ~capped
+        want[free] += excess * want[free] / want[free].sum()
+    base = want.floor()
+    rest = budget - n_features - int(base.sum())
+    frac = torch.where(base < room, want - base, torch.full_like(want, -1.0))
+    base[frac.topk(rest).indices] += 1  # largest remainders
+    caps = torch.empty(n_features, dtype=torch.long, device=activity.device)
+    caps[order] = base.long() + 1
+    return caps
 
 
 def selection_counts(acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,6 +25,7 @@ from sae_lens.saes.sae import TrainStepInput, TrainingSAE
 
 from .registry import OPTION_CHOICES, architecture
 CHECKPOINT = "checkpoint.pt"
+CALIBRATION_TOKENS = 65_536
 HISTORY = "history.jsonl"
 
 
@@ -226,6 +227,23 @@ class SAETrainer:
     def dead_mask(self) -> torch.Tensor:
         return self.steps_since_fired >= max(1, self.cfg.dead_tokens // self.cfg.batch_size)
 
+    def calibrate(self, acts: torch.Tensor | None = None, source: str = "training activations") -> dict | None:
+        """Feature / Mutual Choice: inference thresholds from the final weights (see the SAE's `calibrate`) on
+        `acts` (default: the first CALIBRATION_TOKENS training activations); recorded in cfg.json's metadata."""
+        if not hasattr(self.sae, "calibrate"):
+            return None  # TopK keeps exactly k per token at inference as in training
+        if acts is None:  # spread over the whole training set: documents differ a lot in how much fires
+            stride = max(1, len(self.acts) // CALIBRATION_TOKENS)
+            acts = self.acts[::stride][:CALIBRATION_TOKENS]
+            source = f"every {stride}th of the {len(self.acts):,} training activations"
+        self.sae.eval()
+        info = {**self.sae.calibrate(acts, self.cfg.batch_size), "on": source}
+        self.sae.cfg.metadata["threshold_calibration"] = info
+        return info
+
     def save_inference(self, folder: Path) -> Path:
+        """The SAE in SAELens's inference format (Feature / Mutual Choice: calibrated first, if not yet)."""
+        if hasattr(self.sae, "calibrate") and "threshold_calibration" not in self.sae.cfg.metadata:
+            self.calibrate()
         self.sae.save_inference_model(folder)
         return Path(folder)

@@ -106,6 +106,24 @@ def test_sae_error_analysis_on_the_zoo_lm(wb, small_sae):
     ce = res.tables["ce"].set_index("variant").ce_loss
     assert ce["x̂ + linear error"] < ce["SAE (x̂)"]  # ... and adding back the linear error recovers some of it
     assert len(res.tables["per_token"]) == s["eval_tokens"]
+    # the decomposition adds up: x̂ + linear + nonlinear error is the clean activation, and so its loss
+    assert ce["x̂ + linear + nonlinear error"] == pytest.approx(ce["clean"], abs=1e-4)
+
+
+def test_the_error_map_is_spliced_only_where_it_was_fitted(wb, small_sae, zoo_lm):
+    """The regression is fitted on positions >= skip_positions: earlier ones (BOS, an attention sink) stay clean."""
+    from sae.dark_matter import split_hook
+
+    sae, hook = load_for_model(wb, small_sae, zoo_lm)
+    tokens = zoo_lm.model.to_tokens("def add(a, b):\n    return a + b\n")
+    _, cache = zoo_lm.model.run_with_cache(tokens, names_filter=lambda n: n == hook)
+    x = cache[hook]
+    A = torch.randn(x.shape[-1], x.shape[-1]) * 0.1
+    for keep in ("none", "linear", "nonlinear", "both"):
+        out = split_hook(sae, A, keep, first_position=4)(x.clone())
+        assert torch.equal(out[:, :4], x[:, :4]), keep
+        assert not torch.allclose(out[:, 4:], x[:, 4:]) or keep == "both"
+    torch.testing.assert_close(split_hook(sae, A, "both", 4)(x.clone()), x, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("make, message", [

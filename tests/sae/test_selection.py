@@ -1,4 +1,5 @@
 """Selection rules against their definitions (Ayonrinde 2024) and against SAELens's BatchTopK."""
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -37,8 +38,13 @@ def test_zipf_capacities_are_respected_and_rank_ordered(d, k, alpha):
     b, f, seed = d
     z = _matrix(b, f, seed)
     density = torch.rand(f, generator=torch.Generator().manual_seed(seed))
+    if not f <= int(k * b) <= f * b:
+        with pytest.raises(ValueError):
+            selection.zipf_capacities(k, b, density, alpha)
+        return
     caps = selection.zipf_capacities(k, b, density, alpha)
     assert (caps >= 1).all() and (caps <= b).all()
+    assert int(caps.sum()) == int(k * b)  # the budget, exactly
     order = density.argsort(descending=True)
     assert (caps[order][:-1] >= caps[order][1:]).all()  # denser features get at least as much capacity
     _, per_feature = selection.selection_counts(selection.feature_choice(z, caps))
@@ -95,3 +101,21 @@ def test_feature_choice_gives_tokens_variable_counts_under_the_same_budget():
     caps = selection.uniform_capacities(4, 64, 32)
     per_token, _ = selection.selection_counts(selection.feature_choice(z, caps))
     assert per_token[0] == 32 and per_token.float().std() > 0
+
+
+def test_zipf_capacities_follow_activity_not_feature_index():
+    """The paper's shape over density ranks: feature 0 must not get the largest capacity for being first."""
+    from sae.training import TrainConfig, build_sae
+
+    torch.manual_seed(0)
+    d_in, d_sae, b, k = 8, 32, 512, 4
+    sae = build_sae(TrainConfig(arch="feature_choice", k=k, d_sae=d_sae, capacity="zipf"), d_in)
+    with torch.no_grad():
+        sae.b_enc.copy_(torch.linspace(-2.0, 2.0, d_sae))  # the last features are the most active
+    sae.train()
+    z = sae.pre_activations(torch.randn(b, d_in))
+    sae.select(z)
+    caps = sae.capacities(b)
+    assert int(caps.argmax()) == int(z.relu().mean(0).argmax()) != 0
+    assert int(caps.sum()) == k * b
+    assert caps[-1] > caps[0]
