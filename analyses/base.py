@@ -201,6 +201,10 @@ class FitSpec(Spec):
     A spec that reads the artifact names the fit in `depends_on()` (kronfluence's named factors)."""
     ARTIFACT: ClassVar[str] = ""
 
+    def artifact_version(self) -> int:
+        """Raised when the fitted artifact itself changes (not only how its result is evaluated)."""
+        return self.result_version()
+
     def fingerprint(self, wb) -> str:
         # Deterministic fits: the fit's own result key (spec, weights, its dependencies) names its artifact.
         return wb.result_key(self)

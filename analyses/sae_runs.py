@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 
 from compute.errors import BadInput
 
@@ -26,6 +27,9 @@ TRAIN_DATASET = "zoo-stdlib"
 EVAL_DATASET = "zoo-stdlib-heldout"
 MAX_TOKENS = 200_000_000
 CE_ROWS = 24
+# Held-out evaluation takes every EVAL_SPREAD-th row of EVAL_SPREAD times the requested tokens: files differ a
+# lot (the L0 of one SAE ranged 14.7-18.6 over consecutive 32k-token chunks of the held-out text)
+EVAL_SPREAD = 4
 
 
 @dataclass(frozen=True)
@@ -72,12 +76,17 @@ class SAETrainSpec(FitSpec, kind="sae_train", title="SAE training", page="sae_tr
         return f"{self.arch} SAE k={self.k:g} d_sae={self.d_sae} on {self.model} {self.hook}"
 
     def result_version(self) -> int:
+        # 2: evaluated on held-out rows spread over four times as much text (EVAL_SPREAD)
+        return 2
+
+    def artifact_version(self) -> int:
         # 2: Feature / Mutual Choice thresholds calibrated after training (they averaged cut-offs over the run)
         return 2 if self.arch in ("feature_choice", "mutual_choice") else 1
 
 
 @dataclass(frozen=True)
 class SAEEvalSpec(SAESpec, kind="sae_eval", title="SAE evaluation", page="sae_training"):
+    RESULT_VERSION = 2  # 2: evaluated on held-out rows spread over four times as much text (EVAL_SPREAD)
     eval_tokens: int = bounded(32_768, 1, 4_000_000)
     seq_len: int = 128
 
@@ -87,14 +96,36 @@ class SAECompareSpec(Spec, kind="sae_compare", title="SAE comparison", page="sae
     runs: tuple[str, ...] = counted(1, 100, "SAE run")
 
 
+def held_out_set(ctx, lm, hook: str, n_tokens: int, seq_len: int, progress):
+    """The held-out activations an evaluation draws its spread rows from (EVAL_SPREAD x n_tokens)."""
+    return ctx.workbench.activations.get_or_build(lm, EVAL_DATASET, hook, EVAL_SPREAD * n_tokens, seq_len=seq_len,
+                                                  progress=progress)
+
+
+def spread_step(eval_set, n_tokens: int) -> int:
+    """Every how many rows the evaluation takes one: EVAL_SPREAD, or fewer when the held-out text is short."""
+    want = max(1, -(-n_tokens // int(eval_set.meta["seq_len"])))
+    return max(1, min(EVAL_SPREAD, len(eval_set.tokens()) // want))
+
+
+def spread_rows(eval_set, n_tokens: int, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(activations [tokens, d], token rows) of every spread_step-th row from `offset`, about n_tokens tokens."""
+    seq_len = int(eval_set.meta["seq_len"])
+    rows = eval_set.tokens()
+    want = max(1, -(-n_tokens // seq_len))
+    pick = torch.arange(offset, len(rows), spread_step(eval_set, n_tokens))[:want]
+    acts = eval_set.load(int(pick[-1] + 1) * seq_len).reshape(-1, seq_len, eval_set.meta["d"])
+    return acts[pick].reshape(-1, acts.shape[-1]), rows[pick]
+
+
 def _eval_result(kind: str, sae, lm, hook: str, eval_set, n_tokens: int, summary_extra: dict,
                  history: pd.DataFrame | None, label: str) -> Result:
     from sae.evaluation import evaluate
 
-    acts = eval_set.load(n_tokens)
+    acts, rows = spread_rows(eval_set, n_tokens)
     if acts.shape[1] != sae.cfg.d_in:
         raise BadInput(f"the SAE expects d_in = {sae.cfg.d_in} but {hook} of {lm.id} has {acts.shape[1]} dimensions")
-    ev = evaluate(sae, acts, bridge=lm.model, hook_name=hook, tokens=eval_set.tokens()[:CE_ROWS])
+    ev = evaluate(sae, acts, bridge=lm.model, hook_name=hook, tokens=rows[:CE_ROWS])
     summary = {**summary_extra, **ev.summary(), "eval_tokens": int(len(acts)), "d_in": int(sae.cfg.d_in),
                "d_sae": int(sae.cfg.d_sae), "hook": hook}
     features = pd.DataFrame({"feature": np.arange(len(ev.density)), "density": ev.density,
@@ -127,10 +158,8 @@ def run_sae_train(spec: SAETrainSpec, ctx) -> Result:
     activations = ctx.workbench.activations
     train_set = activations.get_or_build(lm, spec.dataset, spec.hook, spec.n_tokens, seq_len=spec.seq_len,
                                          progress=lambda f, m="": ctx.progress(0.15 * f, "caching training activations"))
-    eval_set = activations.get_or_build(lm, EVAL_DATASET, spec.hook, spec.eval_tokens,
-                                        seq_len=spec.seq_len,
-                                        progress=lambda f, m="": ctx.progress(0.15 + 0.05 * f,
-                                                                              "caching held-out activations"))
+    eval_set = held_out_set(ctx, lm, spec.hook, spec.eval_tokens, spec.seq_len,
+                            lambda f, m="": ctx.progress(0.15 + 0.05 * f, "caching held-out activations"))
     acts = train_set.load()
     folder = ctx.workbench.artifact_folder(spec)
     meta = {"model_name": spec.model, "hook_name": spec.hook, "context_size": train_set.meta["seq_len"],
@@ -139,7 +168,15 @@ def run_sae_train(spec: SAETrainSpec, ctx) -> Result:
                          progress=lambda f, m="": ctx.progress(0.2 + 0.7 * f, m))
     resumed = trainer.try_resume()
     history = pd.DataFrame(trainer.train())
-    trainer.calibrate()
+    if spread_step(eval_set, spec.eval_tokens) > 1:
+        # FC/MC thresholds: calibrated on held-out rows between the evaluation rows (same files, no row shared),
+        # since held-out text fires more features than the training text (a corpus-level threshold from
+        # training text left the layer-1 L0 at 17 of 16)
+        calibration, _ = spread_rows(eval_set, spec.eval_tokens, offset=EVAL_SPREAD // 2)
+        trainer.calibrate(calibration, f"{len(calibration):,} tokens of {EVAL_DATASET} rows between the "
+                                       f"evaluation rows")
+    else:
+        trainer.calibrate()
     sae_folder = folder / "sae"
     if sae_folder.exists():
         shutil.rmtree(sae_folder)
@@ -171,9 +208,8 @@ def run_sae_eval(spec: SAEEvalSpec, ctx) -> Result:
     hook = spec.hook or (sae.cfg.metadata.hook_name if sae.cfg.metadata else None) or ""
     if not hook:
         raise BadInput("the SAE does not name its hook; give one")
-    eval_set = ctx.workbench.activations.get_or_build(
-        lm, EVAL_DATASET, hook, spec.eval_tokens, seq_len=spec.seq_len,
-        progress=lambda f, m="": ctx.progress(0.5 * f, "caching held-out activations"))
+    eval_set = held_out_set(ctx, lm, hook, spec.eval_tokens, spec.seq_len,
+                            lambda f, m="": ctx.progress(0.5 * f, "caching held-out activations"))
     arch = sae.cfg.architecture()
     extra = {"model": spec.model, "arch": arch, "k": getattr(sae.cfg, "k", None), "aux_loss": None,
              "sae_path": spec.sae}

@@ -63,18 +63,20 @@ class Workbench:
         self.results.sweep_partial(older_than_s=60)
         self.jobs.reap()
 
-    def result_key(self, spec: Spec) -> str:
-        """Results depend on the spec, the model's weights, and every artifact the spec depends on."""
+    def result_key(self, spec: Spec, version: int | None = None) -> str:
+        """Results depend on the spec, the model's weights, every artifact the spec depends on, and the
+        version of the computation (`result_version()` unless given)."""
         fingerprint = self.models.fingerprint(spec.model)
         for dependency in spec.depends_on():
             fingerprint += ":" + dependency.fingerprint(self)
-        if spec.result_version() > 1:
-            fingerprint += f":v{spec.result_version()}"
+        version = spec.result_version() if version is None else version
+        if version > 1:
+            fingerprint += f":v{version}"
         return result_key(spec.hash, fingerprint)
 
     def artifact_folder(self, spec: FitSpec) -> Path:
         """The folder a fit keeps its artifact in (checkpoints, logs, the fitted weights)."""
-        return self.settings.fit_dir(spec.ARTIFACT) / self.result_key(spec)
+        return self.settings.fit_dir(spec.ARTIFACT) / self.result_key(spec, spec.artifact_version())
 
     def cached(self, spec: Spec) -> Result | None:
         path = self.results.get(self.result_key(spec))

@@ -232,10 +232,12 @@ class SAETrainer:
         `acts` (default: the first CALIBRATION_TOKENS training activations); recorded in cfg.json's metadata."""
         if not hasattr(self.sae, "calibrate"):
             return None  # TopK keeps exactly k per token at inference as in training
-        if acts is None:  # spread over the whole training set: documents differ a lot in how much fires
-            stride = max(1, len(self.acts) // CALIBRATION_TOKENS)
-            acts = self.acts[::stride][:CALIBRATION_TOKENS]
-            source = f"every {stride}th of the {len(self.acts):,} training activations"
+        if acts is None:  # a random sample of the whole training set: documents differ in how much fires, and a
+            # regular stride would over-sample positions (BOS at every row start) that fire very differently
+            g = torch.Generator().manual_seed(self.cfg.seed)
+            idx = torch.randperm(len(self.acts), generator=g)[:CALIBRATION_TOKENS].sort().values
+            acts = self.acts[idx]
+            source = f"{len(idx):,} random tokens of the {len(self.acts):,} training activations"
         self.sae.eval()
         info = {**self.sae.calibrate(acts, self.cfg.batch_size), "on": source}
         self.sae.cfg.metadata["threshold_calibration"] = info
