@@ -47,8 +47,9 @@ class AttributionOptions(Spec):
         validate_methods(self.methods, self.replacement)
 
     def result_version(self) -> int:
-        # 2: SHAP's tree of spans is balanced (it was a chain that left the first tokens sharing one value)
-        return 2 if "shap" in self.methods else 1
+        # 2: SHAP's tree of spans is balanced (it was a chain that left the first tokens sharing one value);
+        # ReAGent updates with the relative change of p(target) (it used the absolute change)
+        return 2 if {"shap", "reagent"} & set(self.methods) else 1
 
 
 @dataclass(frozen=True)

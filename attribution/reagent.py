@@ -3,9 +3,14 @@
 Per probe (B probes in parallel):
 1. p_o = p(target | context); logit-scale scores s_l ~ U(0, 1) per context token.
 2. Each step: replace every context token independently with probability r (the replacement model
-   chooses the new token), p_r = p(target | replaced context), Δp = p_o − p_r.
-   Δs_i = +Δp for replaced tokens, −Δp for the others; s_l ← s_l + logit((Δs + 1) / 2);
+   chooses the new token), p_r = p(target | replaced context), Δ = (p_o − p_r) / p_o, clipped to [−1, 1].
+   Δs_i = +Δ for replaced tokens, −Δ for the others; s_l ← s_l + logit((Δs + 1) / 2);
    importance = softmax(s_l).
+   The paper uses Δp = p_o − p_r itself, which is at most ±2·p_o per step: for a target of p = 0.01 (or
+   a continuation of several tokens, whose joint p is tiny) the update barely moves the random initial
+   scores and probes stop late or never. The relative change is scale-free, equals the paper's update
+   as p_o → 1, and keeps its sign and its bound; we chose it over log-probabilities, which are
+   unbounded and would need a squashing of their own. Targets below p = 0.05 are flagged.
 3. Stop the probe when keeping only its top-N tokens (all others replaced) still puts the target in
    the model's top-k predictions; or after max_steps.
 The importance is averaged over the probes that stopped (over all of them, with a note, if none did).
@@ -23,6 +28,7 @@ from .text_methods import TokenAttribution
 from .text_task import TextTask
 
 EPS = 1e-6
+LOW_PROBABILITY = 0.05
 
 
 def reagent(task: TextTask, sampler, replacing_ratio: float = 0.3, keep_top_n: int = 5, stop_top_k: int = 3,
@@ -48,7 +54,7 @@ def reagent(task: TextTask, sampler, replacing_ratio: float = 0.3, keep_top_n: i
         mask[:, first:] = feat_mask
         replaced = sampler.replace(ids, mask, gen)
         p_r = task.logprob_ids(replaced.to(task.device)).exp().double().cpu()
-        dp = (p_o - p_r)[:, None]
+        dp = ((p_o - p_r) / max(p_o, 1e-300)).clamp(-1, 1)[:, None]
         ds = torch.where(feat_mask, dp, -dp)
         q = ((ds + 1) / 2).clamp(EPS, 1 - EPS)
         logit_s[active] += torch.log(q / (1 - q))
@@ -68,7 +74,13 @@ def reagent(task: TextTask, sampler, replacing_ratio: float = 0.3, keep_top_n: i
              "probes": num_probes, "converged_probes": converged, "replacing_ratio": replacing_ratio,
              "keep_top_n": keep_top_n, "stop_top_k": stop_top_k, "max_steps": max_steps,
              "median_steps": float(np.median(steps_taken)), "p_target": p_o}
+    warnings = []
+    if p_o < LOW_PROBABILITY:
+        warnings.append(f"the target is unlikely (p = {p_o:.2g} < {LOW_PROBABILITY}): its attributions explain a "
+                        f"prediction the model hardly makes")
     if not converged:
-        notes["warning"] = "no probe met the stopping condition: averaged over all probes"
+        warnings.append("no probe met the stopping condition: averaged over all probes")
+    if warnings:
+        notes["warning"] = "; ".join(warnings)
     cost = {"forward_passes": task.cost.forwards - f0, "backward_passes": 0, "sequences": task.cost.rows - r0}
     return TokenAttribution("reagent", scores, cost, time.perf_counter() - t0, notes)
