@@ -7,18 +7,20 @@ table per method averaged over them, as in the ReAGent paper's tables.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
+from attribution.faithfulness import DEFINITIONS as FAITHFULNESS_DEFINITIONS
 from attribution.registry import REPLACEMENTS as REPLACEMENT_MODELS
 from attribution.registry import TEXT_METHODS as METHOD_REGISTRY
 from compute.errors import BadInput
 
 from .attribution_figures import agreement_heatmap, cost_bars, curves_figure, faithfulness_bars, token_heatmap
-from .base import Result, Spec, bounded, counted
+from .base import Result, Spec, added, bounded, counted
 from .batch_means import method_means
 from .registry import register
 from .lm_inputs import check_prompt_text, prompt_tokens, token_strings
@@ -41,6 +43,9 @@ class AttributionOptions(Spec):
     faithfulness_samples: int = bounded(10, 1, 100)
     top_k: int = 5
     seed: int = 0
+    # how Soft-NS/NC, the curves and agreement are computed (attribution/faithfulness.py); specs stored
+    # before the choice existed used "workbench"
+    faithfulness: str = added("reagent_code", legacy="workbench", choices=tuple(FAITHFULNESS_DEFINITIONS))
 
     def validate(self) -> None:
         super().validate()
@@ -128,6 +133,34 @@ def build_task(lm, prompt: str, target: str, target_id: int):
     return TextTask(lm.model, ids, torch.tensor(tgt, dtype=torch.long, device=ids.device), first)
 
 
+ZOO_MLM_MIN_SHARED = 0.99  # of the model's vocabulary, by token string
+
+
+@functools.lru_cache(maxsize=16)
+def _zoo_mlm_covers(fingerprint: str, vocab: frozenset) -> bool:
+    from transformers import AutoTokenizer
+
+    from compute.settings import ASSETS
+
+    folder = ASSETS / "zoo" / "mlm"
+    if not (folder / "model.safetensors").exists():
+        return False
+    try:
+        mlm_vocab = AutoTokenizer.from_pretrained(str(folder)).get_vocab()
+    except Exception:  # noqa: BLE001 - a broken asset folder: fall back, do not fail the page
+        return False
+    return len(vocab & set(mlm_vocab)) >= ZOO_MLM_MIN_SHARED * len(vocab)
+
+
+def default_replacement(lm) -> str:
+    """ReAGent's replacement model a page or the CLI proposes for a model: the zoo masked LM where it is
+    installed and speaks the model's vocabulary (the zoo LMs), as the paper used a masked LM (RoBERTa);
+    else the unigram sampler, which always works offline. The spec names the choice either way."""
+    if lm.kind != "lm" or lm.tokenizer is None:
+        return "frequency"
+    return "zoo-mlm" if _zoo_mlm_covers(lm.fingerprint, frozenset(lm.tokenizer.get_vocab())) else "frequency"
+
+
 def replacement_sampler(ctx, lm, name: str):
     """ReAGent's replacement model. The masked LMs load only when available; the frequency sampler
     always works offline."""
@@ -170,15 +203,16 @@ def attribute(ctx, lm, task, spec, progress=None) -> dict:
     return out
 
 
-def evaluate(task, attributions: dict, samples: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def evaluate(task, attributions: dict, samples: int, seed: int,
+             definition: str = "reagent_code") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per method: faithfulness, normalised against random attributions, and the two curves."""
-    from attribution.faithfulness import deletion_insertion, random_baseline, soft_scores
+    from attribution.faithfulness import deletion_insertion, random_metrics, ranking, soft_metrics
 
-    rand = random_baseline(task, samples=samples, seed=seed)
+    rand = random_metrics(task, definition, samples, seed)
     rows, curves = [], []
     for m, a in attributions.items():
-        soft = soft_scores(task, a.scores, samples=samples, seed=seed)
-        di = deletion_insertion(task, a.scores)
+        soft = soft_metrics(task, a, definition, samples, seed)
+        di = deletion_insertion(task, ranking(a, definition))
         ratio = lambda k: float(np.log(soft[k] / rand[k])) if soft[k] > 0 and rand[k] > 0 else None  # noqa: E731
         rows.append({"method": m, "soft_ns": soft["soft_ns"], "soft_nc": soft["soft_nc"],
                      "soft_ns_random": rand["soft_ns"], "soft_nc_random": rand["soft_nc"],
@@ -191,14 +225,20 @@ def evaluate(task, attributions: dict, samples: int, seed: int) -> tuple[pd.Data
     return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
 
 
+def faithfulness_summary(spec: AttributionOptions) -> dict:
+    """Which definition the numbers follow, in the result itself (the page and exports show it)."""
+    return {"faithfulness": spec.faithfulness, "faithfulness_definition": FAITHFULNESS_DEFINITIONS[spec.faithfulness]}
+
+
 def compare(ctx, lm, spec: AttributionOptions, task, progress):
     """Attributions, faithfulness metrics and curves, and agreement for one task."""
     from attribution.agreement import pairwise
+    from attribution.faithfulness import ranking
 
     attributions = attribute(ctx, lm, task, spec, lambda f, m="": progress(0.8 * f, m))
     progress(0.8, "faithfulness")
-    metrics, curves = evaluate(task, attributions, spec.faithfulness_samples, spec.seed)
-    agreement = pairwise({m: a.scores for m, a in attributions.items()}, k=spec.top_k)
+    metrics, curves = evaluate(task, attributions, spec.faithfulness_samples, spec.seed, spec.faithfulness)
+    agreement = pairwise({m: ranking(a, spec.faithfulness) for m, a in attributions.items()}, k=spec.top_k)
     return attributions, metrics, curves, agreement
 
 
@@ -221,7 +261,7 @@ def run_attribution_text(spec: AttributionTextSpec, ctx) -> Result:
                "methods": list(attributions), "total_seconds": float(metrics.seconds.sum()),
                "mean_pairwise_kendall_tau": float(tau.kendall_tau.mean()) if len(tau) else None,
                "top_token": {m: tokens[int(np.argmax(a.scores))] for m, a in attributions.items()},
-               "notes": notes}
+               "notes": notes, **faithfulness_summary(spec)}
     figures = {"token_heatmap": token_heatmap(scores, tokens, "".join(target)),
                "faithfulness": faithfulness_bars(metrics), "deletion_insertion": curves_figure(curves),
                "agreement": agreement_heatmap(agreement), "cost": cost_bars(metrics)}
@@ -248,7 +288,7 @@ def run_attribution_batch(spec: AttributionBatchSpec, ctx) -> Result:
         agreements.append(agreement.assign(prompt=i))
     rows = pd.concat(per_prompt, ignore_index=True)
     table, mean_agree = method_means(rows, agreements, skip=("prompt", "notes"))
-    summary = {"model": spec.model, "prompts": n, "methods": list(spec.methods),
+    summary = {"model": spec.model, "prompts": n, "methods": list(spec.methods), **faithfulness_summary(spec),
                "best_soft_nc": str(table.sort_values("soft_nc").method.iloc[-1]),
                "best_soft_ns": str(table.sort_values("soft_ns").method.iloc[-1]),
                "total_seconds": float(rows.seconds.sum())}

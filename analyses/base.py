@@ -41,6 +41,17 @@ def counted(lo: int = 0, hi: int | None = None, noun: str = "item") -> Any:
     return field(default=(), metadata={"count": (lo, hi, noun)})
 
 
+def added(default: Any, legacy: Any, choices: tuple | None = None) -> Any:
+    """A field added after specs of its kind were stored and shared. Specs stored before it existed
+    lack it and meant `legacy`: the canonical JSON leaves the field out when it holds `legacy`, so those
+    specs keep their hash (and their share links and cached results), and a stored spec read back
+    without it gets `legacy`, not the new `default` that a spec written today gets."""
+    meta = {"legacy": legacy}
+    if choices is not None:
+        meta["choices"] = tuple(choices)
+    return field(default=default, metadata=meta)
+
+
 def _fmt(v: float) -> str:
     return f"{v:,}" if isinstance(v, int) else f"{v:g}"
 
@@ -69,7 +80,11 @@ class Spec:
     model: str
 
     def to_dict(self) -> dict:
-        return {"kind": self.KIND, **dataclasses.asdict(self)}
+        data = dataclasses.asdict(self)
+        for f in dataclasses.fields(self):
+            if "legacy" in f.metadata and data[f.name] == f.metadata["legacy"]:
+                del data[f.name]
+        return {"kind": self.KIND, **data}
 
     @property
     def hash(self) -> str:
@@ -88,6 +103,8 @@ class Spec:
                 if hi is None:
                     raise BadInput(f"{f.name} must be at least {_fmt(lo)}")
                 raise BadInput(f"{f.name} must be between {_fmt(lo)} and {_fmt(hi)}")
+            if "choices" in f.metadata and v not in f.metadata["choices"]:
+                raise BadInput(f"{f.name} must be one of {', '.join(map(str, f.metadata['choices']))}, not '{v}'")
             if "count" in f.metadata:
                 lo, hi, noun = f.metadata["count"]
                 if len(v) < lo:
@@ -107,7 +124,9 @@ class Spec:
         return f"{self.TITLE or self.KIND} on {self.model}"
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Spec":
+    def from_dict(cls, data: dict, stored: bool = False, validate: bool = True) -> "Spec":
+        """`stored`: the dict is a canonical JSON this code (or an older version) wrote: fields added
+        since it was written take their legacy value."""
         data = dict(data)
         kind = data.pop("kind", cls.KIND)
         if kind != cls.KIND:
@@ -121,9 +140,14 @@ class Spec:
                    and f.default_factory is dataclasses.MISSING]
         if missing:
             raise BadInput(f"missing field(s) for {cls.KIND}: {', '.join(missing)}")
+        if stored:
+            for n, f in fields.items():
+                if n not in data and "legacy" in f.metadata:
+                    data[n] = f.metadata["legacy"]
         values = {k: _coerce(v, hints[k], k) for k, v in data.items()}
         spec = cls(**values)
-        spec.validate()
+        if validate:
+            spec.validate()
         return spec
 
 

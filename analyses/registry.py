@@ -60,7 +60,8 @@ def analysis_of(kind: str) -> Analysis:
     return analyses[kind]
 
 
-def spec_from_dict(data: dict) -> Spec:
+def spec_from_dict(data: dict, stored: bool = False) -> Spec:
+    """`stored`: read back from the store (see `added` in base.py), not written by a user today."""
     if not isinstance(data, dict) or "kind" not in data:
         raise BadInput("a spec is a JSON object with a 'kind'")
-    return analysis_of(data["kind"]).spec_cls.from_dict(data)
+    return analysis_of(data["kind"]).spec_cls.from_dict(data, stored=stored)

@@ -224,7 +224,7 @@ def finished_sae_runs(wb, model_id: str) -> list[tuple[str, Spec]]:
             if data.get("model") != model_id:
                 continue
             try:
-                spec = cls.from_dict(data)
+                spec = cls.from_dict(data, stored=True)
             except BadInput:  # a spec written by an older version: skip it
                 continue
             if wb.results.get(wb.result_key(spec)) is not None:

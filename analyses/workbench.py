@@ -112,7 +112,7 @@ class Workbench:
         if data is None:
             raise BadInput(f"no analysis is stored under '{spec_hash_}' on this server (the link may come "
                            f"from another deployment)")
-        return spec_from_dict(data)
+        return spec_from_dict(data, stored=True)
 
 
 def configure_threads() -> None:

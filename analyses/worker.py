@@ -24,7 +24,7 @@ def main(job_id: str) -> int:
         return 2
     ctx = JobContext(wb.store, job_id)
     try:
-        spec = spec_from_dict(wb.store.get_spec(rec.spec_hash))
+        spec = spec_from_dict(wb.store.get_spec(rec.spec_hash), stored=True)
         with compute_slot(wb.settings, ctx.cancelled):
             wb.store.update_job(job_id, status="running", started=time.time(), message="starting")
             configure_threads()

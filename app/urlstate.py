@@ -32,6 +32,8 @@ def share_link(url_path: str, **params) -> str:
 def set_params(**params) -> None:
     """Mirror the current analysis into the address bar, so reloading or bookmarking restores it."""
     for k, v in params.items():
+        if k == "a" and v:  # this page ran it: its widgets already hold it (see shared_spec)
+            st.session_state.setdefault("_ran_here", set()).add(str(v))
         if v in (None, ""):
             st.query_params.pop(k, None)
         elif st.query_params.get(k) != str(v):
@@ -69,7 +71,10 @@ def shared_spec(wb):
             cache[h] = (spec, None)
             st.session_state["model"] = spec.model
             st.session_state["_seeded_from_url"] = st.session_state.get("_seeded_from_url", set()) | {"model"}
-            st.session_state["_apply_shared"] = h  # the page fills its widgets from this spec once
+            if h not in st.session_state.get("_ran_here", ()):
+                # the page fills its widgets from this spec once; not from one it ran itself, whose widgets
+                # may have been edited since (applying it would undo those edits on the next submit)
+                st.session_state["_apply_shared"] = h
         except Exception as e:  # noqa: BLE001 - shown on the page
             cache[h] = (None, str(e))
     return cache[h]

@@ -23,6 +23,9 @@ class TokenAttribution:
     cost: dict
     seconds: float
     notes: dict = field(default_factory=dict)
+    # the distribution over tokens ReAGent's evaluation was fed for this method, where it is not
+    # |score| normalised (see faithfulness.paper_importance); None: |score| normalised
+    importance: np.ndarray | None = None
 
 
 def _inputs(task: TextTask) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,16 +41,30 @@ def _timed(fn):
     def run(task: TextTask, **kw) -> TokenAttribution:
         start_forwards, start_backwards, start_rows = task.cost.forwards, task.cost.backwards, task.cost.rows
         t0 = time.perf_counter()
-        method, scores, grads, notes = fn(task, **kw)
+        method, scores, grads, notes, *own_importance = fn(task, **kw)
         seconds = time.perf_counter() - t0
         forwards = task.cost.forwards - start_forwards
         cost = {"forward_passes": forwards, "backward_passes": forwards if grads else 0,
                 "sequences": task.cost.rows - start_rows}
         task.cost.backwards = start_backwards + cost["backward_passes"]
-        return TokenAttribution(method, np.asarray(scores, dtype=np.float64), cost, seconds, notes)
+        own = np.asarray(own_importance[0], dtype=np.float64) if own_importance else None
+        return TokenAttribution(method, np.asarray(scores, dtype=np.float64), cost, seconds, notes, own)
     run.__name__ = fn.__name__
     run.__doc__ = fn.__doc__
     return run
+
+
+def _inseq_importance(attr: torch.Tensor, task: TextTask) -> np.ndarray:
+    """inseq's default aggregation of a [1, n, d] attribution, which ReAGent's evaluation was fed: the
+    L2 norm over the hidden dim, normalised to sum 1 (so a token with a large cancelling attribution
+    vector counts, where the sum over the hidden dim would hide it)."""
+    norm = attr[0, task.first :].detach().float().norm(dim=-1).cpu().numpy().astype(np.float64)
+    return norm / norm.sum() if norm.sum() > 0 else np.full_like(norm, 1.0 / max(len(norm), 1))
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(np.asarray(x, dtype=np.float64) - np.max(x))
+    return e / e.sum()
 
 
 @_timed
@@ -59,7 +76,8 @@ def integrated_gradients(task: TextTask, n_steps: int = IG_STEPS):
     attr, delta = IntegratedGradients(task.logprob_embeds).attribute(
         x, baselines=base, n_steps=n_steps, internal_batch_size=task.batch_size, return_convergence_delta=True)
     scores = attr.sum(-1)[0, task.first :].detach().cpu().numpy()
-    return "integrated_gradients", scores, True, {"n_steps": n_steps, "completeness_delta": float(delta.abs().max())}
+    notes = {"n_steps": n_steps, "completeness_delta": float(delta.abs().max())}
+    return "integrated_gradients", scores, True, notes, _inseq_importance(attr, task)
 
 
 @_timed
@@ -69,7 +87,7 @@ def input_x_gradient(task: TextTask):
 
     x, _ = _inputs(task)
     attr = InputXGradient(task.logprob_embeds).attribute(x.requires_grad_(True))
-    return "input_x_gradient", attr.sum(-1)[0, task.first :].detach().cpu().numpy(), True, {}
+    return "input_x_gradient", attr.sum(-1)[0, task.first :].detach().cpu().numpy(), True, {}, _inseq_importance(attr, task)
 
 
 @_timed
@@ -109,7 +127,9 @@ def _patterns(task: TextTask) -> list[torch.Tensor]:
 def last_layer_attention(task: TextTask):
     """Attention of the last layer from the position that predicts the target, mean over heads."""
     pattern = _patterns(task)[-1]
-    return "attention_last", pattern.mean(0)[-1, task.first :].cpu().numpy(), False, {}
+    scores = pattern.mean(0)[-1, task.first :].cpu().numpy()
+    # ReAGent's attention.py feeds the softmax of the attention weights to its evaluation
+    return "attention_last", scores, False, {}, _softmax(scores)
 
 
 @_timed
@@ -121,7 +141,8 @@ def attention_rollout(task: TextTask):
         a = 0.5 * pattern.mean(0) + 0.5 * torch.eye(pattern.shape[-1], device=pattern.device)
         a = a / a.sum(-1, keepdim=True)
         roll = a if roll is None else a @ roll
-    return "attention_rollout", roll[-1, task.first :].cpu().numpy(), False, {}
+    scores = roll[-1, task.first :].cpu().numpy()
+    return "attention_rollout", scores, False, {}, _softmax(scores)
 
 
 def mask_token_id(tokenizer) -> int:

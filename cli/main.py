@@ -145,7 +145,14 @@ def cmd_attribute(args) -> int:
     if args.image:
         return _attribute_image(args, names)
     methods = canonical(names, TEXT_METHODS) if names else tuple(TEXT_METHODS)
-    common = dict(model=args.model, methods=methods, replacement=args.replacement, seed=args.seed)
+    wb = Workbench()
+    replacement = args.replacement
+    if replacement is None:  # the model's own default: the zoo masked LM for the zoo LMs
+        from analyses.attribution_text import default_replacement
+
+        replacement = default_replacement(wb.models.get(args.model))
+    common = dict(model=args.model, methods=methods, replacement=replacement, seed=args.seed,
+                  faithfulness=args.faithfulness)
     if args.prompts_file:
         try:
             lines = [ln.rstrip("\n") for ln in Path(args.prompts_file).read_text(encoding="utf-8").splitlines()]
@@ -157,7 +164,7 @@ def cmd_attribute(args) -> int:
         spec = AttributionBatchSpec(prompts=prompts, targets=targets, **common)
     else:
         spec = AttributionTextSpec(prompt=args.prompt or "", target=args.target or "", **common)
-    outcome = Workbench().run(spec)
+    outcome = wb.run(spec)
     res = outcome.result
     table = res.tables["methods" if "methods" in res.tables else "per_method"]
     out = {"hash": outcome.spec_hash, "cached": outcome.cached, "summary": res.summary,
@@ -223,6 +230,7 @@ def _sae_choices(option: str | None = None) -> _RegistryChoices:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from attribution.faithfulness import DEFINITIONS as FAITHFULNESS_DEFINITIONS
     from attribution.registry import IMAGE_METHODS, REPLACEMENTS, TEXT_METHODS
 
     ap = argparse.ArgumentParser(prog="workbench", description="Interpretability workbench")
@@ -281,8 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default=None,
                    help=f"comma-separated (default: all): {_short_names(TEXT_METHODS)}; "
                         f"for images: {_short_names(IMAGE_METHODS)}")
-    p.add_argument("--replacement", default="frequency",
-                   help=f"ReAGent's replacement model: {', '.join(REPLACEMENTS)}")
+    p.add_argument("--replacement", default=None,
+                   help=f"ReAGent's replacement model: {', '.join(REPLACEMENTS)} (default: zoo-mlm for the zoo "
+                        f"LMs, frequency for other models)")
+    p.add_argument("--faithfulness", default="reagent_code", choices=tuple(FAITHFULNESS_DEFINITIONS),
+                   help="how Soft-NS/NC, the curves and agreement are computed: as ReAGent's evaluation code "
+                        "(default) or this tool's earlier definition")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_attribute)

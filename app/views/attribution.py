@@ -7,7 +7,8 @@ import html
 
 import streamlit as st
 
-from analyses.attribution_text import AttributionBatchSpec, AttributionTextSpec
+from analyses.attribution_text import (FAITHFULNESS_DEFINITIONS, AttributionBatchSpec, AttributionTextSpec,
+                                       default_replacement)
 from app import urlstate, widgets
 from app.services import workbench
 from app.views.attribution_image_panel import image_page
@@ -40,7 +41,24 @@ if lm.kind == "image":
 taken = urlstate.take_shared(wb, AttributionTextSpec)
 if taken is not None:
     st.session_state.update(attr_prompt=taken.prompt, attr_target=taken.target, attr_methods=list(taken.methods),
-                            attr_replacement=taken.replacement, attr_ran=taken.hash)
+                            attr_replacement=taken.replacement, attr_faithfulness=taken.faithfulness,
+                            attr_ran=taken.hash)
+if st.session_state.get("attr_defaults_for") != lm.id:  # a model's own default replacement, once per model
+    st.session_state.setdefault("attr_replacement", default_replacement(lm))
+    if taken is None:
+        st.session_state["attr_replacement"] = default_replacement(lm)
+    st.session_state["attr_batch_replacement"] = default_replacement(lm)
+    st.session_state["attr_defaults_for"] = lm.id
+
+FAITHFULNESS_LABELS = {"reagent_code": "ReAGent paper's code (default)", "workbench": "workbench (earlier)"}
+
+
+def faithfulness_caption(summary: dict) -> None:
+    """Which definition the faithfulness numbers follow: results stored before the choice existed lack the
+    key and used the workbench one."""
+    name = summary.get("faithfulness", "workbench")
+    st.caption(f"Faithfulness shown: **{FAITHFULNESS_LABELS[name]}**: {FAITHFULNESS_DEFINITIONS[name]}. "
+               f"Soft-NS/NC are compared with random attributions (softmax of uniform noise) on the same prompt.")
 
 
 def token_rows(scores, methods) -> str:
@@ -65,6 +83,7 @@ def show(res, h: str) -> None:
                         ("methods", str(len(s["methods"]))), ("seconds (all methods)", f"{s['total_seconds']:.1f}"),
                         ("mean Kendall τ between methods", f"{tau:.2f}" if tau is not None else "–")])
     st.markdown(token_rows(res.tables["scores"], s["methods"]), unsafe_allow_html=True)
+    faithfulness_caption(s)
     if "reagent" in s["notes"]:
         r = s["notes"]["reagent"]
         st.caption(f"ReAGent replacement: {r['replacement_label']} · {r['converged_probes']}/{r['probes']} probes "
@@ -93,9 +112,13 @@ with tab_one:
         methods = c2.multiselect("Methods", list(TEXT_METHODS), default=list(TEXT_METHODS), key="attr_methods",
                                  format_func=method_label, help=method_help())
         with st.expander("Settings"):
-            d1, d2, d3 = st.columns(3)
+            d1, d2, d3, d4 = st.columns(4)
             replacement = d1.selectbox("ReAGent replacement model", list(REPLACEMENTS), key="attr_replacement",
                                        format_func=REPLACEMENTS.get)
+            faithfulness = d4.selectbox("Faithfulness definition", list(FAITHFULNESS_DEFINITIONS),
+                                        key="attr_faithfulness", format_func=FAITHFULNESS_LABELS.get,
+                                        help="\n".join(f"- {FAITHFULNESS_LABELS[k]}: {v}"
+                                                       for k, v in FAITHFULNESS_DEFINITIONS.items()))
             shap_evals = d2.number_input("SHAP max evaluations", 50, 20_000, 500, step=50, key="attr_shap_evals")
             ig_steps = d3.number_input("IG steps", 4, 1024, 128, key="attr_ig_steps")
         go = st.form_submit_button("Compare", type="primary")
@@ -103,7 +126,7 @@ with tab_one:
         try:
             spec = AttributionTextSpec(model=lm.id, prompt=prompt, target=target, methods=tuple(methods),
                                        replacement=replacement, shap_max_evals=int(shap_evals),
-                                       ig_steps=int(ig_steps))
+                                       ig_steps=int(ig_steps), faithfulness=faithfulness)
             bar = st.progress(0.0, text="starting")
             out = wb.run(spec, progress=lambda f, m="": bar.progress(min(1.0, f), text=m))
             bar.empty()
@@ -118,22 +141,26 @@ with tab_batch:
                "Runs as a background job; the table averages each method's metrics over the prompts, as in the "
                "ReAGent paper.")
     text = st.text_area("Prompts", key="attr_batch_prompts", height=160)
-    b1, b2 = st.columns([3, 2])
+    b1, b2, b3 = st.columns([3, 2, 2])
     batch_methods = b1.multiselect("Methods", list(TEXT_METHODS), default=list(TEXT_METHODS),
                                    key="attr_batch_methods", format_func=method_label)
     batch_replacement = b2.selectbox("ReAGent replacement model", list(REPLACEMENTS), key="attr_batch_replacement",
                                      format_func=REPLACEMENTS.get)
+    batch_faithfulness = b3.selectbox("Faithfulness definition", list(FAITHFULNESS_DEFINITIONS),
+                                      key="attr_batch_faithfulness", format_func=FAITHFULNESS_LABELS.get)
     rows = [ln.split("\t", 1) for ln in text.splitlines() if ln.strip()]
     if rows:
         prompts = tuple(r[0].replace("\\n", "\n") for r in rows)
         targets = tuple(r[1] for r in rows) if all(len(r) == 2 for r in rows) else ()
         try:
             bspec = AttributionBatchSpec(model=lm.id, prompts=prompts, targets=targets,
-                                         methods=tuple(batch_methods), replacement=batch_replacement)
+                                         methods=tuple(batch_methods), replacement=batch_replacement,
+                                         faithfulness=batch_faithfulness)
             bspec.validate()
             res = widgets.job_result(wb, bspec, f"attr-batch-{bspec.hash}",
                                      f"Compare on {len(prompts)} prompts (background job)")
             if res is not None:
+                faithfulness_caption(res.summary)
                 widgets.show_result(res, bspec.hash, f"attrb-{bspec.hash}",
                                     urlstate.share_link("attribution", a=bspec.hash, model=lm.id),
                                     first=("per_method",), last=("per_prompt",))
@@ -147,6 +174,7 @@ if isinstance(shared, AttributionBatchSpec):
     if res is None:
         st.info("This batch comparison has no stored result on this server yet.")
     else:
+        faithfulness_caption(res.summary)
         widgets.table_with_download("per_method", res.tables["per_method"], "attr-shared")
         for name, fig in res.figures.items():
             widgets.figure_with_downloads(name, fig, "attr-shared")

@@ -97,3 +97,19 @@ def test_shap_spans_left_unresolved_by_the_budget_are_named_on_the_page():
     assert not errors(at), errors(at)
     warning = " ".join(w.value for w in at.warning)
     assert "did not split every span" in warning and "395 evaluations resolve every token" in warning
+
+
+def test_the_page_says_which_faithfulness_definition_it_shows():
+    at = _page()
+    assert at.selectbox(key="attr_replacement").value == "zoo-mlm"  # the zoo LM's own masked LM
+    assert at.selectbox(key="attr_faithfulness").value == "reagent_code"
+    at.text_area(key="attr_prompt").set_value(PROMPT)
+    at.multiselect(key="attr_methods").set_value(["saliency"])
+    button(at, "Compare").click()
+    at.run()
+    assert not errors(at), errors(at)
+    assert any("Faithfulness shown: **ReAGent paper's code" in c.value for c in at.caption)
+    at.selectbox(key="attr_faithfulness").set_value("workbench")
+    button(at, "Compare").click()
+    at.run()
+    assert any("Faithfulness shown: **workbench" in c.value and "Hellinger" in c.value for c in at.caption)
