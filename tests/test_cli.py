@@ -45,23 +45,46 @@ def test_run_prints_hash_and_summary_then_hits_the_cache(tmp_path):
     assert again["cached"] is True and again["hash"] == first["hash"] and again["summary"] == first["summary"]
 
 
-def test_export_by_link_and_hash(tmp_path):
+def _exported(tmp_path, formats: str) -> tuple[str, Path]:
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"kind": "prompt", "model": "zoo-lm", "prompt": "return None\n"}))
     _, out, _ = run_cli("run", str(spec), "--json")
     h = json.loads(out)["hash"]
-    formats = "html,png,svg" if find_browser() else "html"
     code, out, err = run_cli("export", f"http://localhost:8501/?a={h}&model=zoo-lm", h, "--out",
                              str(tmp_path / "out"), "--format", formats, "--json")
     assert code == 0, err
     report = json.loads(out)
     assert len(report["analyses"]) == 1  # the same analysis given twice is exported once
-    folder = Path(report["analyses"][0]["folder"])
+    return h, Path(report["analyses"][0]["folder"])
+
+
+def test_export_by_link_and_hash(tmp_path):
+    _, folder = _exported(tmp_path, "html")
     names = {p.name for p in folder.iterdir()}
     assert {"predictions.html", "logit_lens.html", "attention_layer0.html", "tokens.csv", "summary.json"} <= names
-    if find_browser():
-        assert {"predictions.png", "predictions.svg"} <= names
-        assert (folder / "predictions.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Plotly.newPlot" in (folder / "predictions.html").read_text()
+
+
+def test_static_export_files_open_at_the_figure_size(tmp_path):
+    import struct
+    import xml.etree.ElementTree as ET
+
+    if not find_browser():
+        pytest.skip("NO BROWSER: PNG/SVG export is untested here; install Debian's chromium (make test does)")
+    h, folder = _exported(tmp_path, "png,svg")
+    from analyses.workbench import Workbench
+
+    wb = Workbench()
+    fig = wb.cached(wb.load_shared(h)).figures["predictions"]
+    png = (folder / "predictions.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", png[16:24])
+    scale = 2  # compute/export.py's default
+    assert (width, height) == ((fig.layout.width or 700) * scale, (fig.layout.height or 500) * scale)
+    svg = ET.parse(folder / "predictions.svg").getroot()
+    assert svg.tag.endswith("svg") and float(svg.get("width")) == width  # kaleido scales SVG alike
+    texts = "".join(t.text or "" for t in svg.iter() if t.tag.endswith("text"))
+    assert fig.layout.title.text and fig.layout.title.text[:20] in texts  # the figure, not a blank page
 
 
 @pytest.mark.parametrize("spec, message", [

@@ -18,10 +18,14 @@ TOKENS, K, D_SAE, NMSE_TARGET, CE_RECOVERED_TARGET = 240_000, 16, 768, 0.35, 0.7
 L0_TOLERANCE = 0.05  # Feature / Mutual Choice thresholds are calibrated to the trained budget (k per token)
 
 
+def train_spec(arch: str) -> SAETrainSpec:
+    return SAETrainSpec(model="zoo-lm", hook=HOOK, arch=arch, k=K, d_sae=D_SAE, n_tokens=TOKENS,
+                        batch_size=2048, lr=2e-3, eval_tokens=8192)
+
+
 @pytest.fixture(scope="module", params=["topk", "feature_choice", "mutual_choice"])
 def trained(request, wb):
-    spec = SAETrainSpec(model="zoo-lm", hook=HOOK, arch=request.param, k=K, d_sae=D_SAE, n_tokens=TOKENS,
-                        batch_size=2048, lr=2e-3, eval_tokens=8192)
+    spec = train_spec(request.param)
     return spec, wb.run(spec)
 
 
@@ -29,7 +33,6 @@ def test_reaches_the_stated_nmse(trained):
     spec, outcome = trained
     s = outcome.result.summary
     assert s["nmse"] < NMSE_TARGET, (spec.arch, s["nmse"])
-    assert s["explained_variance"] == pytest.approx(1 - s["nmse"])
     assert abs(s["l0_mean"] - K) <= L0_TOLERANCE * K, (spec.arch, s["l0_mean"])
     assert s["ce_loss_recovered"] > CE_RECOVERED_TARGET
     assert s["dead_fraction"] < 0.2
@@ -53,9 +56,21 @@ def test_saved_sae_reloads_through_sae_lens_with_the_same_outputs(trained, wb, z
     with torch.no_grad():
         assert torch.equal(loaded.encode(x), ours.encode(x))
         assert (loaded.encode(x) != 0).any()
-    ref = wb.run(SAEEvalSpec(model="zoo-lm", sae=outcome.result.summary["sae_path"], eval_tokens=8192))
-    assert ref.result.summary["nmse"] == pytest.approx(outcome.result.summary["nmse"], rel=1e-5)
-    assert ref.result.summary["l0_mean"] == pytest.approx(outcome.result.summary["l0_mean"], rel=1e-6)
+    # the summary's numbers, recomputed from a fresh forward pass over the evaluation's own token rows
+    # through the SAELens-loaded SAE: NMSE = Σ‖x − x̂‖² / Σ‖x − x̄‖², L0 = mean active features per token
+    from analyses.sae_runs import EVAL_DATASET, EVAL_SPREAD, spread_rows
+
+    held_out = wb.activations.get_or_build(zoo_lm, EVAL_DATASET, HOOK, EVAL_SPREAD * spec.eval_tokens)
+    _, rows = spread_rows(held_out, spec.eval_tokens)
+    with torch.no_grad():
+        _, cache = zoo_lm.model.run_with_cache(rows, names_filter=[HOOK])
+        fresh = cache[HOOK].reshape(-1, cache[HOOK].shape[-1]).float()
+        z = loaded.encode(fresh)
+        nmse = float((loaded.decode(z) - fresh).pow(2).sum() / (fresh - fresh.mean(0)).pow(2).sum())
+    s = outcome.result.summary
+    assert s["eval_tokens"] == len(fresh)
+    assert nmse == pytest.approx(s["nmse"], rel=1e-3)
+    assert float((z != 0).sum(-1).float().mean()) == pytest.approx(s["l0_mean"], rel=1e-3)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -72,14 +87,12 @@ def test_bad_training_input(wb, kwargs, message):
         wb.run(spec)
 
 
-def test_sae_for_another_hook_width_is_refused(trained, wb):
-    spec, outcome = trained
-    if spec.arch != "topk":
-        pytest.skip("one architecture is enough")
-    # the residual SAE has d_in 192; the MLP's pre-activations are 768 wide
+def test_sae_for_another_hook_width_is_refused(wb):
+    # the TopK SAE of the module's fixture (the same spec: a cached run); the residual SAE has d_in 192,
+    # the MLP's pre-activations are 768 wide
+    path = wb.run(train_spec("topk")).result.summary["sae_path"]
     with pytest.raises(BadInput, match="expects d_in = 192 but blocks.0.mlp.hook_pre of zoo-lm has 768"):
-        wb.run(SAEEvalSpec(model="zoo-lm", sae=outcome.result.summary["sae_path"], hook="blocks.0.mlp.hook_pre",
-                           eval_tokens=1024))
+        wb.run(SAEEvalSpec(model="zoo-lm", sae=path, hook="blocks.0.mlp.hook_pre", eval_tokens=1024))
 
 
 def test_missing_or_offline_saes_fail_clearly(wb, tmp_path):

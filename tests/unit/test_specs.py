@@ -16,8 +16,9 @@ def test_hash_is_stable_and_order_independent():
     b = {"top_k": 5, "prompt": "x", "model": "zoo-lm", "kind": "prompt"}
     assert spec_hash(a) == spec_hash(b)
     assert len(spec_hash(a)) == 16
-    # pinned: a change of hashing would orphan every stored share link
     assert spec_hash(a) == spec_hash(json.loads(canonical_json(a)))
+    # the literal hashes (of a canonical string, and of one full spec of every kind) are pinned in
+    # tests/unit/test_links_before_core.py: a change of hashing or a new defaulted field fails there
 
 
 def test_hash_differs_for_any_field_change():
