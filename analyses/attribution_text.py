@@ -76,7 +76,7 @@ class AttributionTextSpec(AttributionOptions, kind="attribution_text",
 class AttributionBatchSpec(AttributionOptions, kind="attribution_text_batch",
                            title="Attribution comparison over a set of prompts", page="attribution"):
     prompts: tuple[str, ...] = counted(1, 500, "prompt")
-    targets: tuple[str, ...] = ()  # one per prompt, or none: each prompt's greedy next token
+    targets: tuple[str, ...] = ()  # one per prompt ("" = that prompt's greedy next token), or none at all
 
     def validate(self) -> None:
         super().validate()
@@ -223,6 +223,17 @@ def evaluate(task, attributions: dict, samples: int, seed: int,
         curves.append(pd.DataFrame({"method": m, "tokens": np.arange(n), "fraction": np.arange(n) / (n - 1),
                                     "deletion_p": di["deletion_curve"], "insertion_p": di["insertion_curve"]}))
     return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
+
+
+def parse_prompt_lines(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The batch format of the page and the CLI: one prompt per line, `\\n` for a newline inside it,
+    optionally a TAB and its target. A line without a target explains its greedy next token (its target
+    is ""); no targets at all gives `()`."""
+    rows = [ln.split("\t", 1) for ln in text.splitlines() if ln.strip()]
+    prompts = tuple(r[0].replace("\\n", "\n") for r in rows)
+    if not any(len(r) == 2 for r in rows):
+        return prompts, ()
+    return prompts, tuple(r[1] if len(r) == 2 else "" for r in rows)
 
 
 def faithfulness_summary(spec: AttributionOptions) -> dict:

@@ -134,7 +134,8 @@ def cmd_sae_train(args) -> int:
 
 
 def cmd_attribute(args) -> int:
-    from analyses.attribution_text import AttributionBatchSpec, AttributionTextSpec
+    from analyses.attribution_text import (AttributionBatchSpec, AttributionTextSpec, default_replacement,
+                                           parse_prompt_lines)
     from analyses.workbench import Workbench, configure_threads
     from compute.errors import BadInput
 
@@ -148,19 +149,15 @@ def cmd_attribute(args) -> int:
     wb = Workbench()
     replacement = args.replacement
     if replacement is None:  # the model's own default: the zoo masked LM for the zoo LMs
-        from analyses.attribution_text import default_replacement
-
         replacement = default_replacement(wb.models.get(args.model))
     common = dict(model=args.model, methods=methods, replacement=replacement, seed=args.seed,
                   faithfulness=args.faithfulness)
     if args.prompts_file:
         try:
-            lines = [ln.rstrip("\n") for ln in Path(args.prompts_file).read_text(encoding="utf-8").splitlines()]
+            text = Path(args.prompts_file).read_text(encoding="utf-8")
         except (FileNotFoundError, UnicodeDecodeError) as e:
             raise BadInput(f"cannot read prompts from {args.prompts_file}: {type(e).__name__}") from None
-        rows = [ln.split("\t", 1) for ln in lines if ln.strip()]
-        prompts = tuple(r[0].replace("\\n", "\n") for r in rows)
-        targets = tuple(r[1] for r in rows) if all(len(r) == 2 for r in rows) else ()
+        prompts, targets = parse_prompt_lines(text)
         spec = AttributionBatchSpec(prompts=prompts, targets=targets, **common)
     else:
         spec = AttributionTextSpec(prompt=args.prompt or "", target=args.target or "", **common)

@@ -8,7 +8,7 @@ import html
 import streamlit as st
 
 from analyses.attribution_text import (FAITHFULNESS_DEFINITIONS, AttributionBatchSpec, AttributionTextSpec,
-                                       default_replacement)
+                                       default_replacement, parse_prompt_lines)
 from app import urlstate, widgets
 from app.services import workbench
 from app.views.attribution_image_panel import image_page
@@ -137,7 +137,8 @@ with tab_one:
             widgets.show_error(e)
 
 with tab_batch:
-    st.caption("One prompt per line (write \\n for a newline inside a prompt); optionally a TAB and the target. "
+    st.caption("One prompt per line (write \\n for a newline inside a prompt); optionally a TAB and the target "
+               "(a line without one explains the model's next token). "
                "Runs as a background job; the table averages each method's metrics over the prompts, as in the "
                "ReAGent paper.")
     text = st.text_area("Prompts", key="attr_batch_prompts", height=160)
@@ -148,10 +149,8 @@ with tab_batch:
                                      format_func=REPLACEMENTS.get)
     batch_faithfulness = b3.selectbox("Faithfulness definition", list(FAITHFULNESS_DEFINITIONS),
                                       key="attr_batch_faithfulness", format_func=FAITHFULNESS_LABELS.get)
-    rows = [ln.split("\t", 1) for ln in text.splitlines() if ln.strip()]
-    if rows:
-        prompts = tuple(r[0].replace("\\n", "\n") for r in rows)
-        targets = tuple(r[1] for r in rows) if all(len(r) == 2 for r in rows) else ()
+    prompts, targets = parse_prompt_lines(text)
+    if prompts:
         try:
             bspec = AttributionBatchSpec(model=lm.id, prompts=prompts, targets=targets,
                                          methods=tuple(batch_methods), replacement=batch_replacement,

@@ -49,14 +49,20 @@ def test_batch_runs_as_a_job(wb):
     button(at, "Compare on 2 prompts (background job)").click()
     at.run()
     assert not errors(at), errors(at)
-    spec = AttributionBatchSpec(model="zoo-lm", prompts=("import os\nimport", "for i in range("), targets=(),
-                                methods=("saliency", "attention_last"))
-    job = next(j for j in wb.jobs.list() if j.kind == "attribution_text_batch")
+    # what the page should have parsed: "\n" inside a prompt is a newline; the second line's TAB target is
+    # kept though the first line has none (that one explains its greedy next token); the zoo LM's default
+    # replacement is the zoo masked LM
+    spec = AttributionBatchSpec(model="zoo-lm", prompts=("import os\nimport", "for i in range("),
+                                targets=("", "len"), methods=("saliency", "attention_last"), replacement="zoo-mlm")
+    jobs = [j for j in wb.jobs.list() if j.kind == "attribution_text_batch"]
+    assert [j.spec_hash for j in jobs] == [spec.hash], [wb.store.get_spec(j.spec_hash) for j in jobs]
+    job = jobs[0]
     assert wb.jobs.wait(job.id, timeout=240).status == "done", wb.jobs.get(job.id).error
     at.run()
     per_method = [d.value for d in at.dataframe if "soft_nc" in d.value.columns and "prompt" not in d.value.columns]
     assert per_method and set(per_method[0].method) == {"saliency", "attention_last"}
-    assert spec.prompts[0] == "import os\nimport"
+    per_prompt = wb.cached(spec).tables["per_prompt"]
+    assert sorted(per_prompt.prompt.unique()) == [0, 1]
 
 
 def test_image_model_compares_maps():

@@ -93,6 +93,24 @@ def test_agreement_of_a_method_with_itself_is_one():
     assert table.loc[("a", "b"), "kendall_tau"] == table.loc[("b", "a"), "kendall_tau"]
 
 
+def test_agreement_between_two_rankings_by_hand():
+    """a ranks tokens 2 > 0 > 4 > 3 > 1, b ranks 4 > 3 > 2 > 1 > 0. Of the 10 pairs, a and b order 5 the
+    same way ((0,2), (1,2), (1,3), (1,4), (3,4)) and 5 oppositely: τ = 0. Ranks (1 = lowest):
+    a = (4, 1, 5, 2, 3), b = (1, 2, 3, 4, 5); Σd² = 9 + 1 + 4 + 4 + 4 = 22, ρ = 1 − 6·22 / (5·24) = −0.1.
+    Top-2: {2, 0} and {4, 3} share nothing; top-3: {2, 0, 4} and {4, 3, 2} share two."""
+    a = np.array([0.3, -0.1, 0.8, 0.05, 0.2])
+    b = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    c = np.array([0.0, 0.1, 0.2, 0.4, 0.3])  # b with its top two swapped: 9 of 10 pairs agree, τ = 0.8
+    assert pairwise({"b": b, "c": c}).set_index(["method_a", "method_b"]).loc[("b", "c"), "kendall_tau"] == \
+        pytest.approx(0.8)
+    t2 = pairwise({"a": a, "b": b}, k=2).set_index(["method_a", "method_b"]).loc[("a", "b")]
+    assert t2.kendall_tau == pytest.approx(0.0, abs=1e-12)
+    assert t2.spearman == pytest.approx(-0.1)
+    assert t2.top2_overlap == 0.0
+    t3 = pairwise({"a": a, "b": b}, k=3).set_index(["method_a", "method_b"]).loc[("a", "b")]
+    assert t3.top3_overlap == pytest.approx(2 / 3)
+
+
 def test_the_comparison_spec_on_the_zoo_lm(wb):
     spec = AttributionTextSpec(model="zoo-lm", prompt="import os\nimport sys\n\nprint(os.path", target=".",
                                methods=("reagent", "shap", "integrated_gradients", "saliency", "occlusion",
