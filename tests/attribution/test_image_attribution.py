@@ -14,6 +14,19 @@ from compute.errors import BadInput
 REGION = (slice(1, 3), slice(5, 7))  # rows 1-2, cols 5-6 of an 8x8 image
 
 
+class Gate(torch.nn.Module):
+    """A fixed spatial gate: passes the region, zeroes the rest (where GradCAM reads activations)."""
+
+    def __init__(self):
+        super().__init__()
+        mask = torch.zeros(8, 8)
+        mask[REGION] = 1.0
+        self.register_buffer("mask", mask)
+
+    def forward(self, a):
+        return a * self.mask
+
+
 class RegionNet(torch.nn.Module):
     """Class 1's logit is 10 x (sum of the region's pixels after a 1x1 conv); class 0's is constant."""
 
@@ -23,23 +36,30 @@ class RegionNet(torch.nn.Module):
         with torch.no_grad():
             self.conv.weight[:] = torch.tensor([1.0, 0.5]).view(2, 1, 1, 1)
             self.conv.bias.zero_()
-        mask = torch.zeros(8, 8)
-        mask[REGION] = 1.0
-        self.register_buffer("mask", mask)
+        self.gate = Gate()
 
     def forward(self, x):
-        a = torch.relu(self.conv(x))
-        score = 10 * (a * self.mask).sum(dim=(1, 2, 3)) / 4 - 5
+        score = 10 * self.gate(torch.relu(self.conv(x))).sum(dim=(1, 2, 3)) / 4 - 5
         return torch.stack([torch.zeros_like(score), score], dim=-1)
+
+
+DISTRACTORS = [(5, 1), (6, 2), (4, 6), (0, 0)]  # brighter than anything in the region, and ignored
 
 
 @pytest.fixture(scope="module")
 def planted():
     g = torch.Generator().manual_seed(0)
     x = 0.2 * torch.rand(1, 1, 8, 8, generator=g)
-    x[0, 0][REGION] = 0.6 + 0.4 * torch.rand(2, 2, generator=g)  # the part the class reads stands out
+    x[0, 0][REGION] = 0.6 + 0.3 * torch.rand(2, 2, generator=g)  # the part the class reads
+    for r, c in DISTRACTORS:  # so that a map of brightness (the raw image) ranks them first
+        x[0, 0, r, c] = 1.0
     net = RegionNet().eval()
-    return image_methods.ImageTask(net, x, target=1, layer=net.conv)
+    return image_methods.ImageTask(net, x, target=1, layer=net.gate)
+
+
+def test_the_raw_image_would_fail_the_planted_test(planted):
+    top4 = set(np.argsort(-planted.x[0, 0].numpy().reshape(-1), kind="stable")[:4].tolist())
+    assert top4 == {r * 8 + c for r, c in DISTRACTORS}
 
 
 @pytest.mark.parametrize("method", list(IMAGE_METHODS))
@@ -71,6 +91,34 @@ def test_gradcam_is_the_definition_on_the_zoo_cnn(wb):
     up = torch.nn.functional.interpolate(manual, size=(8, 8), mode="bilinear", align_corners=False)
     ours = image_methods.gradcam(image_methods.ImageTask(lm.model, x, target, layer))
     np.testing.assert_allclose(ours.scores, up[0, 0].numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_gradcam_pp_is_the_closed_form_of_pytorch_grad_cam_on_the_zoo_cnn(wb):
+    """pytorch-grad-cam's GradCAMPlusPlus weights, transcribed (grad_cam/grad_cam_plusplus.py):
+    α = g² / (2g² + Σ_ab A · g³ + eps), 0 where g = 0; w = Σ_ij relu(g) α; cam = relu(Σ_k w_k A_k)."""
+    lm = wb.models.get("zoo-digits-cnn")
+    from analyses.attribution_image import cam_layer, load_image
+
+    layer = cam_layer(lm)
+    for image in ("digits:3", "digits:7"):
+        x, _, _ = load_image(wb, lm, image)
+        store = {}
+        h = layer.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
+        logits = lm.model(x.clone().requires_grad_(True))
+        h.remove()
+        target = int(logits.argmax())
+        grads = torch.autograd.grad(logits[0, target], store["a"])[0].double().numpy()
+        acts = store["a"].detach().double().numpy()
+        ours = image_methods.gradcam_pp_map(lm.model, layer, x, target)[0, 0].double().numpy()
+        for eps, rtol in ((0.0, 1e-5), (1e-6, 1e-2)):  # the paper's closed form; their eps, which shifts ~0.2%
+            g2, g3 = grads ** 2, grads ** 3
+            with np.errstate(divide="ignore", invalid="ignore"):
+                aij = g2 / (2 * g2 + acts.sum(axis=(2, 3))[:, :, None, None] * g3 + eps)
+            aij = np.where(grads != 0, aij, 0)
+            weights = (np.maximum(grads, 0) * aij).sum(axis=(2, 3))
+            theirs = np.maximum((weights[:, :, None, None] * acts).sum(1), 0)[0]
+            assert theirs.max() > 0
+            np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=1e-6 * theirs.max())
 
 
 def test_integrated_gradients_completeness_on_the_zoo_cnn(wb):
