@@ -29,6 +29,42 @@ def test_feature_dashboard_panels(wb, small_sae):
     assert {"activation_histogram", "logit_effects", "top_contexts", "quantile_contexts"} <= set(res.figures)
 
 
+def test_a_contexts_ablation_effect_recomputed_by_hand(wb, small_sae, zoo_lm):
+    """The top context's activation is the SAE's encoding there, and its loss effect is the CE of the true
+    next token with z_f · W_dec[f] removed at that token, minus the clean CE."""
+    dash = wb.run(SAEDashboardSpec(model="zoo-lm", sae=small_sae, n_tokens=16_384)).result
+    feature = int(dash.tables["features"].sort_values("fires").iloc[-1].feature)
+    res = wb.run(SAEFeatureSpec(model="zoo-lm", sae=small_sae, n_tokens=16_384, feature=feature)).result
+    sae, hook = load_for_model(wb, small_sae, zoo_lm)
+    seq_len = dash.summary["seq_len"]
+    tokens = wb.activations.get_or_build(zoo_lm, dash.summary["dataset"], hook, 16_384, seq_len=seq_len).tokens()
+    top = res.tables["examples"].query("group == 'top'").reset_index(drop=True)
+    checked = 0
+    for _, ex in top.head(3).iterrows():
+        row, pos = divmod(int(ex.token_index), seq_len)
+        if pos + 1 >= seq_len:
+            continue
+        context = tokens[row][None]
+        with torch.no_grad():
+            _, cache = zoo_lm.model.run_with_cache(context, names_filter=[hook])
+            z = sae.encode(cache[hook][0, pos].float())
+            assert float(z[feature]) == pytest.approx(float(ex.activation), rel=1e-4)
+
+            def remove(act, hook=None, z_f=float(z[feature])):
+                act = act.clone()
+                act[0, pos] -= z_f * sae.W_dec[feature].to(act.dtype)
+                return act
+
+            clean = zoo_lm.model(context)[0, pos].float()
+            ablated = zoo_lm.model.run_with_hooks(context, fwd_hooks=[(hook, remove)])[0, pos].float()
+        nxt = context[0, pos + 1]
+        by_hand = float(torch.nn.functional.cross_entropy(ablated[None], nxt[None])
+                        - torch.nn.functional.cross_entropy(clean[None], nxt[None]))
+        assert float(ex.loss_effect) == pytest.approx(by_hand, rel=1e-3, abs=1e-5)
+        checked += 1
+    assert checked >= 2
+
+
 def test_features_on_a_prompt(wb, small_sae, zoo_lm):
     res = wb.run(SAEPromptSpec(model="zoo-lm", sae=small_sae, prompt=PROMPT, top_k=4)).result
     toks = res.tables["tokens"]
@@ -60,6 +96,27 @@ def test_steering_with_a_large_coefficient_changes_the_output(wb, small_sae):
                               coefficients=(40.0,), max_new_tokens=8)).result
     assert res.summary["kl_next_token"] > 0.05
     assert set(res.tables["generations"].model) == {"unmodified", "steered / ablated"}
+
+
+def test_steering_adds_c_times_the_decoder_row_and_its_kl_is_that_of_the_added_vector(wb, small_sae, zoo_lm):
+    from analyses.lm_inputs import prompt_tokens
+
+    sae, hook = load_for_model(wb, small_sae, zoo_lm)
+    t = prompt_tokens(zoo_lm, PROMPT)
+    with torch.no_grad():
+        _, cache = zoo_lm.model.run_with_cache(t, names_filter=[hook])
+        x = cache[hook]
+        steered = steering_hook(sae, {3: 40.0, 7: -5.0})(x.clone())
+        torch.testing.assert_close(steered - x, (40.0 * sae.W_dec[3] - 5.0 * sae.W_dec[7]).expand_as(x),
+                                   rtol=1e-5, atol=1e-5)
+        add = 40.0 * sae.W_dec[3]
+        p_clean = torch.softmax(zoo_lm.model(t)[0, -1].float(), -1)
+        p_steer = torch.softmax(zoo_lm.model.run_with_hooks(
+            t, fwd_hooks=[(hook, lambda act, hook=None: act + add.to(act.dtype))])[0, -1].float(), -1)
+    kl = float((p_clean * (p_clean.log() - p_steer.log())).sum())
+    res = wb.run(SAESteerSpec(model="zoo-lm", sae=small_sae, prompt=PROMPT, steer_features=(3,),
+                              coefficients=(40.0,), max_new_tokens=8)).result
+    assert res.summary["kl_next_token"] == pytest.approx(kl, rel=1e-3)
 
 
 def test_ablating_every_feature_leaves_the_error_term(wb, small_sae, zoo_lm):
@@ -108,6 +165,29 @@ def test_sae_error_analysis_on_the_zoo_lm(wb, small_sae):
     assert len(res.tables["per_token"]) == s["eval_tokens"]
     # the decomposition adds up: x̂ + linear + nonlinear error is the clean activation, and so its loss
     assert ce["x̂ + linear + nonlinear error"] == pytest.approx(ce["clean"], abs=1e-4)
+
+
+def test_sae_error_r2_is_the_least_squares_fit_on_its_rows(wb, small_sae, zoo_lm):
+    """The stated rows (a seeded shuffle of the 128-token rows: the first half fits, the rest evaluates;
+    positions from skip_positions on), refitted in numpy: r² = 1 − Σ‖e − xA‖² / Σ‖e − ē‖² on the eval rows."""
+    spec = SAEErrorSpec(model="zoo-lm", sae=small_sae, n_tokens=16_384, ce_rows=0)
+    s = wb.run(spec).result.summary
+    sae, hook = load_for_model(wb, small_sae, zoo_lm)
+    aset = wb.activations.get_or_build(zoo_lm, spec.dataset, hook, spec.n_tokens, seq_len=spec.seq_len)
+    n_rows = spec.n_tokens // spec.seq_len
+    x = aset.load(n_rows * spec.seq_len).reshape(n_rows, spec.seq_len, -1)[:, spec.skip_positions :]
+    order = torch.randperm(n_rows, generator=torch.Generator().manual_seed(spec.seed))
+    fit, ev = order[: n_rows // 2], order[n_rows // 2 :]
+    with torch.no_grad():
+        def parts(rows):
+            xs = x[rows].reshape(-1, x.shape[-1]).float()
+            return xs.double().numpy(), (xs - sae.decode(sae.encode(xs))).double().numpy()
+        xf, ef = parts(fit)
+        xe, ee = parts(ev)
+    A = np.linalg.lstsq(xf, ef, rcond=None)[0]
+    r2 = 1 - ((ee - xe @ A) ** 2).sum() / ((ee - ee.mean(0)) ** 2).sum()
+    assert s["fit_tokens"] == len(xf) and s["eval_tokens"] == len(xe)
+    assert s["r2_vector"] == pytest.approx(r2, rel=1e-4)
 
 
 def test_the_error_map_is_spliced_only_where_it_was_fitted(wb, small_sae, zoo_lm):
