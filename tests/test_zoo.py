@@ -6,6 +6,33 @@ import pytest
 from cli.main import main as cli
 
 
+# The committed weights' figures, as the README's zoo table states them. zoo-check is deterministic on
+# the committed weights up to float summation order, so they hold to 1% (losses, scores) and to one
+# test example (accuracies): a retrained or corrupted asset that is merely "still decent" fails here.
+COMMITTED = {
+    "zoo-lm": {"held_out_loss": 2.80, "uniform_loss": 8.32, "repeat_first_loss": 8.41, "repeat_second_loss": 0.35,
+               "top_induction_score": 0.94, "top_previous_token_score": 0.72},
+    "zoo-modadd": {"test_accuracy": 1.0},
+    "zoo-digits-cnn": {"test_accuracy": 0.982},
+}
+RELATIVE = 0.01
+
+
+@pytest.mark.parametrize("model", sorted(COMMITTED))
+def test_the_committed_weights_keep_their_figures(report, model):
+    for key, figure in COMMITTED[model].items():
+        got = report[model][key]
+        if key.endswith("accuracy"):
+            n = report[model].get("n_test") or 12_769 * 0.6
+            assert got >= figure - 1.0 / n - 5e-4, (model, key, got, figure)  # rounding of the stated figure
+        else:
+            # the README's figures have two decimals: within 1%, or within the rounding (0.005)
+            assert abs(got - figure) <= max(RELATIVE * figure, 0.005), (model, key, got, figure)
+    if model == "zoo-lm":
+        assert report[model]["top_induction_head"] == "L1H1"
+        assert report[model]["top_previous_token_head"] == "L0H1"
+
+
 @pytest.fixture(scope="module")
 def report():
     import contextlib

@@ -98,6 +98,7 @@ with tab_train:
 
     def trained(rec) -> None:
         st.session_state["sae_active"] = rec.spec_hash
+        st.session_state["sae_run_pick"] = rec.spec_hash  # the Runs tab turns to the run that just finished
 
     if st.session_state.get("sae_job"):
         widgets.follow_job(wb, st.session_state["sae_job"], "sae", live=curves, when_done=trained,

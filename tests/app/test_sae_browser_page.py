@@ -93,12 +93,15 @@ def test_steering_with_zero_coefficient_matches(small_sae):
 
 
 def test_sae_error_view(wb, small_sae):
-    wb.run(SAEErrorSpec(model="zoo-lm", sae=small_sae, n_tokens=16_384))
+    s = wb.run(SAEErrorSpec(model="zoo-lm", sae=small_sae, n_tokens=16_384)).result.summary
     at = _page(model="zoo-lm", sae=small_sae, view="SAE error")
     at.select_slider(key="browser_err_tokens").set_value(16_384)
     at.run()
     assert not errors(at), errors(at)
-    assert "error variance linearly predictable" in metrics(at)
+    m = metrics(at)  # the stored result of that spec, as stored
+    assert m["error variance linearly predictable"] == f"{s['r2_vector']:.1%}"
+    assert m["error norm² linearly predictable (R²)"] == f"{s['r2_norm']:.1%}"
+    assert m["CE increase from the nonlinear error"] == f"{s['ce_increase_from_nonlinear']:.1%}"
 
 
 def test_an_sae_of_another_model_is_refused(small_sae):

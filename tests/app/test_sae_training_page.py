@@ -34,10 +34,18 @@ def test_train_show_and_compare():
     rec_mc = _train_tiny(at, "mutual_choice")
     rec_tk = _train_tiny(at, "topk")
     at.run()
-    m = metrics(at)  # the Runs tab shows the newest finished run
-    assert float(m["normalised MSE"]) < 1.0
-    assert m["mean L0"]
-    assert any("SAELens format" in c.value for c in at.caption)
+    m = metrics(at)  # the Runs tab shows the newest finished run: its stored summary, as stored
+    from analyses.registry import spec_from_dict
+    from analyses.workbench import Workbench
+
+    wb = Workbench()
+    assert at.selectbox(key="sae_run_pick").value == rec_tk.spec_hash
+    newest = wb.cached(spec_from_dict(wb.store.get_spec(rec_tk.spec_hash), stored=True)).summary
+    assert m["normalised MSE"] == f"{newest['nmse']:.4f}" and newest["nmse"] < 1.0
+    assert m["mean L0"] == f"{newest['l0_mean']:.2f}"
+    assert m["CE loss recovered"] == f"{newest['ce_loss_recovered']:.3f}"
+    assert m["dead / underused"] == f"{newest['dead_fraction']:.1%} / {newest['underused_fraction']:.1%}"
+    assert any(newest["sae_path"] in c.value and "SAELens format" in c.value for c in at.caption)
     picked = at.multiselect(key="sae_compare_pick")
     picked.set_value([rec_mc.spec_hash, rec_tk.spec_hash])
     at.run()
