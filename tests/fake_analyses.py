@@ -17,6 +17,7 @@ class SleepSpec(Spec, kind="test_sleep"):
     seconds: float = 1.0
     ignore_cancel: bool = False
     crash: bool = False  # die like an OOM kill halfway through
+    die_publishing: bool = False  # SIGKILL after the result is written, before it is renamed into place
 
 
 @register(SleepSpec, long=True)
@@ -28,6 +29,13 @@ def run_sleep(spec: SleepSpec, ctx) -> Result:
         time.sleep(0.05)
         if not spec.ignore_cancel:
             ctx.progress((i + 1) / steps, f"step {i + 1}/{steps}")
+    if spec.die_publishing:  # this worker only: the result cache's rename becomes a SIGKILL
+        import compute.results
+
+        def killed_before_rename(src, dst):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        compute.results.os.rename = killed_before_rename
     return Result(SleepSpec.KIND, {"slept": spec.seconds}, {"t": pd.DataFrame({"i": range(3)})}, {})
 
 
