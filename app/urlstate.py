@@ -86,5 +86,23 @@ def take_shared(wb, *kinds: type):
     spec, _ = shared_spec(wb)
     if isinstance(spec, kinds) and st.session_state.get("_apply_shared") == spec.hash:
         st.session_state["_apply_shared"] = None
+        st.session_state.setdefault("_opened_specs", {})[spec.KIND] = spec
         return spec
     return None
+
+
+def with_opened_settings(spec, shown: tuple[str, ...]):
+    """The spec a page built from its widgets, with every field the page has no widget for (`shown` lists
+    those it has) taken from the shared spec of this kind opened in this session, when it is about the
+    same model and SAE: a link keeps the settings a page cannot show (ReAGent's probes, SHAP's samples,
+    the SAE error's fit fraction, …) and restores exactly, and the researcher's edits still win."""
+    import dataclasses
+
+    opened = st.session_state.get("_opened_specs", {}).get(spec.KIND)
+    if opened is None or type(opened) is not type(spec):
+        return spec
+    if opened.model != spec.model or getattr(opened, "sae", None) != getattr(spec, "sae", None):
+        return spec
+    hidden = {f.name: getattr(opened, f.name) for f in dataclasses.fields(spec)
+              if f.name not in shown and f.name not in ("model", "sae")}
+    return dataclasses.replace(spec, **hidden)

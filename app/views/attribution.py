@@ -124,9 +124,11 @@ with tab_one:
         go = st.form_submit_button("Compare", type="primary")
     if go or st.session_state.get("attr_ran"):
         try:
-            spec = AttributionTextSpec(model=lm.id, prompt=prompt, target=target, methods=tuple(methods),
-                                       replacement=replacement, shap_max_evals=int(shap_evals),
-                                       ig_steps=int(ig_steps), faithfulness=faithfulness)
+            spec = urlstate.with_opened_settings(
+                AttributionTextSpec(model=lm.id, prompt=prompt, target=target, methods=tuple(methods),
+                                    replacement=replacement, shap_max_evals=int(shap_evals), ig_steps=int(ig_steps),
+                                    faithfulness=faithfulness),
+                shown=("prompt", "target", "methods", "replacement", "shap_max_evals", "ig_steps", "faithfulness"))
             bar = st.progress(0.0, text="starting")
             out = wb.run(spec, progress=lambda f, m="": bar.progress(min(1.0, f), text=m))
             bar.empty()
@@ -152,9 +154,10 @@ with tab_batch:
     prompts, targets = parse_prompt_lines(text)
     if prompts:
         try:
-            bspec = AttributionBatchSpec(model=lm.id, prompts=prompts, targets=targets,
-                                         methods=tuple(batch_methods), replacement=batch_replacement,
-                                         faithfulness=batch_faithfulness)
+            bspec = urlstate.with_opened_settings(
+                AttributionBatchSpec(model=lm.id, prompts=prompts, targets=targets, methods=tuple(batch_methods),
+                                     replacement=batch_replacement, faithfulness=batch_faithfulness),
+                shown=("prompts", "targets", "methods", "replacement", "faithfulness"))
             bspec.validate()
             res = widgets.job_result(wb, bspec, f"attr-batch-{bspec.hash}",
                                      f"Compare on {len(prompts)} prompts (background job)")

@@ -36,7 +36,9 @@ def batch_panel(wb, lm) -> None:
     if not text.strip():
         return
     try:
-        spec = AttributionImageBatchSpec(model=lm.id, images=parse_images(text), methods=tuple(methods))
+        spec = urlstate.with_opened_settings(
+            AttributionImageBatchSpec(model=lm.id, images=parse_images(text), methods=tuple(methods)),
+            shown=("images", "methods"))
         spec.validate()
     except Exception as e:  # noqa: BLE001
         widgets.show_error(e)
@@ -81,7 +83,9 @@ def single_panel(wb, lm) -> None:
         image = source
         if go and upload is not None:
             image = store_upload(wb, upload.getvalue(), upload.name)
-        out = wb.run(AttributionImageSpec(model=lm.id, image=image, target=int(target), methods=tuple(methods)))
+        out = wb.run(urlstate.with_opened_settings(
+            AttributionImageSpec(model=lm.id, image=image, target=int(target), methods=tuple(methods)),
+            shown=("image", "target", "methods")))
     except Exception as e:  # noqa: BLE001
         widgets.show_error(e)
         return

@@ -39,13 +39,16 @@ if shared is not None:
         st.session_state.update(
             browser_view="Steering", browser_steer_prompt=shared.prompt, browser_steer_ran=True,
             browser_steer_features=", ".join(map(str, shared.steer_features)),
-            browser_coef=float(shared.coefficients[0]) if shared.coefficients else 10.0,
+            browser_coef=(", ".join(f"{c:g}" for c in shared.coefficients) if len(set(shared.coefficients)) > 1
+                          else f"{shared.coefficients[0]:g}" if shared.coefficients else "10"),
             browser_ablate=", ".join(map(str, shared.ablate_features)), browser_new_tokens=shared.max_new_tokens)
     elif isinstance(shared, SAEErrorSpec):
         st.session_state["browser_view"] = "SAE error"
         if shared.n_tokens in panels.ERROR_TOKENS:
             st.session_state["browser_err_tokens"] = shared.n_tokens
     elif isinstance(shared, SAEFeatureSpec):
+        # the dashboards it is read from are built by this page: they keep the link's settings too
+        st.session_state["_opened_specs"]["sae_dashboards"] = shared.dashboards()
         st.session_state.update(browser_view="Feature", browser_feature=shared.feature,
                                 browser_dash_tokens=shared.n_tokens, browser_dataset=shared.dataset)
     else:
@@ -82,7 +85,8 @@ with st.expander("Dashboard data settings"):
                                 key="browser_dash_tokens")
     dataset = c2.selectbox("text", DATASETS if st.session_state["browser_dataset"] in DATASETS
                            else [*DATASETS, st.session_state["browser_dataset"]], key="browser_dataset")
-dash_spec = SAEDashboardSpec(model=lm.id, sae=sae, dataset=dataset, n_tokens=int(n_tokens))
+dash_spec = urlstate.with_opened_settings(SAEDashboardSpec(model=lm.id, sae=sae, dataset=dataset,
+                                                          n_tokens=int(n_tokens)), shown=("dataset", "n_tokens"))
 
 # --- which view -------------------------------------------------------------------------------------
 urlstate.init_from_url("browser_feature", "feature", cast=int)

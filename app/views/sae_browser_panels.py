@@ -26,10 +26,11 @@ def open_feature(feature: int) -> None:
 ERROR_TOKENS = [16_384, 32_768, 65_536, 131_072, 262_144]
 
 
-def feature_link(spec: SAEDashboardSpec, feature: int) -> str:
-    """The readable link to a feature (dashboard settings only when they are not the defaults)."""
+def feature_link(spec: SAEDashboardSpec, feature: int, exact: str | None = None) -> str:
+    """The readable link to a feature (dashboard settings only when they are not the defaults); with
+    `exact`, the feature spec's hash too, which restores every setting, shown or not."""
     default = SAEDashboardSpec(model=spec.model, sae=spec.sae)
-    return urlstate.share_link(PAGE, model=spec.model, sae=spec.sae, feature=feature,
+    return urlstate.share_link(PAGE, a=exact, model=spec.model, sae=spec.sae, feature=feature,
                                tokens=spec.n_tokens if spec.n_tokens != default.n_tokens else None,
                                dataset=spec.dataset if spec.dataset != default.dataset else None)
 
@@ -121,7 +122,7 @@ def feature_dashboard(wb, spec: SAEDashboardSpec, model: str, dash) -> None:
                         ("mean activation", f"{s['mean_activation']:.3f}"),
                         ("max activation", f"{s['max_activation']:.3f}"),
                         ("status", "dead" if s["dead"] else ("underused" if s["underused"] else "live"))])
-    widgets.share_box(feature_link(spec, s["feature"]))
+    widgets.share_box(feature_link(spec, s["feature"], exact=fspec.hash))
     ex = res.tables["examples"]
     left, right = st.columns([3, 2])
     with left:
@@ -165,7 +166,8 @@ def on_prompt(wb, sae: str, model: str, labels: dict[int, str]) -> None:
         return
     st.session_state["browser_prompt_ran"] = True
     try:
-        out = wb.run(SAEPromptSpec(model=model, sae=sae, prompt=prompt, top_k=int(top_k)))
+        out = wb.run(urlstate.with_opened_settings(SAEPromptSpec(model=model, sae=sae, prompt=prompt, top_k=int(top_k)),
+                                                   shown=("prompt", "top_k")))
     except Exception as e:  # noqa: BLE001
         widgets.show_error(e)
         return
@@ -203,12 +205,28 @@ def _ints(text: str) -> tuple[int, ...]:
         raise BadInput(f"feature lists are comma-separated integers, got '{text}'") from None
 
 
+def _floats(text: str, n: int) -> tuple[float, ...]:
+    """One coefficient for every steered feature, or one per feature."""
+    parts = [p.strip() for p in (text or "").replace(";", ",").split(",") if p.strip()]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise BadInput(f"coefficients are comma-separated numbers, got '{text}'") from None
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise BadInput(f"{len(values)} coefficients for {n} steered features: give one, or one per feature")
+    return values
+
+
 def steering(wb, sae: str, model: str) -> None:
+    st.session_state.setdefault("browser_coef", "10")
     with st.form("browser_steer_form"):
         prompt = st.text_area("Prompt", key="browser_steer_prompt", height=90)
         c1, c2, c3 = st.columns(3)
         steer = c1.text_input("Add features (comma-separated)", key="browser_steer_features")
-        coef = c2.number_input("coefficient (× decoder direction)", -1000.0, 1000.0, 10.0, key="browser_coef")
+        coefs = c2.text_input("coefficients (× decoder direction): one for all, or one per feature",
+                              key="browser_coef")
         ablate = c3.text_input("Zero features (comma-separated)", key="browser_ablate")
         n_new = st.slider("tokens to generate", 0, 64, 20, key="browser_new_tokens")
         go = st.form_submit_button("Compare with the unmodified model", type="primary")
@@ -217,9 +235,11 @@ def steering(wb, sae: str, model: str) -> None:
     st.session_state["browser_steer_ran"] = True
     try:
         feats = _ints(steer)
-        spec = SAESteerSpec(model=model, sae=sae, prompt=prompt, steer_features=feats,
-                            coefficients=tuple(float(coef) for _ in feats), ablate_features=_ints(ablate),
-                            max_new_tokens=int(n_new))
+        spec = urlstate.with_opened_settings(
+            SAESteerSpec(model=model, sae=sae, prompt=prompt, steer_features=feats,
+                         coefficients=_floats(coefs, len(feats)), ablate_features=_ints(ablate),
+                         max_new_tokens=int(n_new)),
+            shown=("prompt", "steer_features", "coefficients", "ablate_features", "max_new_tokens"))
         out = wb.run(spec)
     except Exception as e:  # noqa: BLE001
         widgets.show_error(e)
@@ -244,7 +264,8 @@ def sae_error(wb, sae: str, model: str) -> None:
                "The linearly predictable part is error the SAE could still learn; the rest is 'dark matter'.")
     n_tokens = st.select_slider("held-out tokens", ERROR_TOKENS, 65_536,
                                 key="browser_err_tokens")
-    spec = SAEErrorSpec(model=model, sae=sae, n_tokens=int(n_tokens))
+    spec = urlstate.with_opened_settings(SAEErrorSpec(model=model, sae=sae, n_tokens=int(n_tokens)),
+                                         shown=("n_tokens",))
     res = widgets.job_result(wb, spec, f"err-{spec.hash}", "Run the error analysis (background job)")
     if res is None:
         return

@@ -80,7 +80,7 @@ def test_steering_with_zero_coefficient_matches(small_sae):
     at = _page(model="zoo-lm", sae=small_sae, view="Steering")
     at.text_area(key="browser_steer_prompt").set_value("import os\nimport")
     at.text_input(key="browser_steer_features").set_value("3, 9")
-    at.number_input(key="browser_coef").set_value(0.0)
+    at.text_input(key="browser_coef").set_value("0")
     at.slider(key="browser_new_tokens").set_value(5)
     button(at, "Compare with the unmodified model").click()
     at.run()
