@@ -158,3 +158,55 @@ def test_cli_choices_and_method_names_come_from_the_registries():
     assert canonical(["ig", "ixg", "rollout", "reagent"], TEXT_METHODS) == (
         "integrated_gradients", "input_x_gradient", "attention_rollout", "reagent")
     assert canonical(["gradcam++", "ig"], IMAGE_METHODS) == ("gradcam_pp", "integrated_gradients")
+
+
+def test_attribute_a_prompts_file_with_and_without_targets(tmp_path):
+    f = tmp_path / "prompts.tsv"
+    f.write_text("import os\\nimport\tsys\nfor i in range(\n", encoding="utf-8")
+    code, out, err = run_cli("attribute", "--prompts-file", str(f), "--methods", "saliency,occlusion", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["summary"]["prompts"] == 2
+    assert {m["method"] for m in res["methods"]} == {"saliency", "occlusion"}
+    from analyses.attribution_text import AttributionBatchSpec
+
+    expected = AttributionBatchSpec(model="zoo-lm", prompts=("import os\nimport", "for i in range("),
+                                    targets=("sys", ""), methods=("saliency", "occlusion"), replacement="zoo-mlm")
+    assert res["hash"] == expected.hash  # the file was read as the page reads its text box
+    code, _, err = run_cli("attribute", "--prompts-file", str(tmp_path / "missing.tsv"), "--json")
+    assert code == 2 and "cannot read prompts" in err
+
+
+def test_attribute_an_image_file_and_a_class(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from analyses.attribution_image import load_image
+    from analyses.workbench import Workbench
+
+    wb = Workbench()
+    x, label, _ = load_image(wb, wb.models.get("zoo-digits-cnn"), "digits:0")
+    digit = x[0, 0].numpy().astype(np.float64)
+    digit = (digit - digit.min()) / (digit.max() - digit.min())
+    img = Image.fromarray((digit * 255).astype(np.uint8)).resize((64, 64))
+    jpeg = tmp_path / "digit.jpg"
+    img.save(jpeg, format="JPEG", quality=95)
+    other = int((int(label) + 1) % 10)
+    code, out, err = run_cli("attribute", "--model", "zoo-digits-cnn", "--image", str(jpeg), "--class", str(other),
+                             "--methods", "gradcam,occlusion", "--json")
+    assert code == 0, err
+    s = json.loads(out)["summary"]
+    assert s["image"].startswith("upload:") and s["target"] == other  # the class asked for, not the prediction
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((3, 5, 5), dtype=np.float32))
+    code, _, err = run_cli("attribute", "--model", "zoo-digits-cnn", "--image", str(wrong), "--json")
+    assert code == 2 and "shape" in err and "Traceback" not in err
+    code, _, err = run_cli("attribute", "--model", "zoo-digits-cnn", "--image", str(tmp_path / "none.png"), "--json")
+    assert code == 2 and "no image file" in err
+
+
+def test_an_over_long_prompt_is_refused_with_its_limit():
+    code, _, err = run_cli("attribute", "--prompt", "x = 1\n" * 5000, "--methods", "saliency", "--json")
+    assert code == 2 and "30,000 characters; the limit is 20,000" in err, err
+    code, _, err = run_cli("attribute", "--prompt", "x = 1\n" * 200, "--methods", "saliency", "--json")
+    assert code == 2 and "801 tokens, longer than zoo-lm's context of 256 tokens" in err, err
