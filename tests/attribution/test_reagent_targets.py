@@ -66,3 +66,36 @@ def test_a_planted_token_is_found_for_a_three_token_target():
     a = reagent(task, UniformSampler(), max_steps=60, num_probes=8, seed=0, keep_top_n=3, stop_top_k=1)
     assert int(np.argmax(a.scores)) == KEY, np.round(a.scores, 3)
     assert a.notes["converged_probes"] == 8
+
+
+class NeverPredicted(PlantedLowP):
+    """The target's logit is -1 whatever the prompt: it is never the top prediction."""
+
+    def forward(self, ids):
+        logits = torch.zeros(*ids.shape, V)
+        for j, t in enumerate(self.targets.tolist()):
+            logits[:, self.n_prompt - 1 + j, t] = -1.0
+        return logits
+
+
+def test_keeping_every_token_meets_the_stopping_rule_at_the_first_step():
+    """The rule: stop when the probe's top-N tokens alone (all others replaced) keep every target token in
+    the model's top k. With N = all tokens nothing is replaced, the prompt is the original one, and the
+    target is the model's top prediction: every probe stops after one step."""
+    task = planted(1)
+    a = reagent(task, UniformSampler(), max_steps=50, num_probes=6, seed=0, keep_top_n=N, stop_top_k=1)
+    assert a.notes["converged_probes"] == 6 and a.notes["median_steps"] == 1
+    # keeping only one token stops a probe only once that token is the planted one: it takes longer
+    b = reagent(task, UniformSampler(), max_steps=60, num_probes=6, seed=0, keep_top_n=1, stop_top_k=1)
+    assert b.notes["converged_probes"] == 6 and b.notes["median_steps"] > 1
+    assert int(np.argmax(b.scores)) == KEY
+
+
+def test_no_converged_probe_is_warned_and_all_probes_are_averaged():
+    base = planted(1)
+    task = TextTask(NeverPredicted(base.prompt_ids, base.target_ids), base.prompt_ids, base.target_ids)
+    a = reagent(task, UniformSampler(), max_steps=12, num_probes=4, seed=0, keep_top_n=3, stop_top_k=1)
+    assert a.notes["converged_probes"] == 0 and a.notes["median_steps"] == 12
+    assert "no probe met the stopping condition" in a.notes["warning"]
+    assert abs(a.scores.sum() - 1) < 1e-9
+    assert a.cost["forward_passes"] >= 12 * 2  # a replaced batch and a stopping test per step, all steps
