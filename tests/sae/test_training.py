@@ -153,3 +153,21 @@ def test_cancelled_training_resumes_from_its_checkpoint(tmp_path):
     straight = SAETrainer(cfg, acts, tmp_path / "straight")
     straight.train()
     torch.testing.assert_close(straight.sae.W_dec, resumed.sae.W_dec, rtol=1e-4, atol=1e-5)
+
+
+def test_the_comparison_holds_each_runs_own_numbers_and_plots_them_at_measured_l0(wb):
+    from analyses.sae_runs import SAECompareSpec
+
+    specs = [train_spec(a) for a in ("topk", "feature_choice", "mutual_choice")]
+    summaries = {s.hash: wb.run(s).result.summary for s in specs}  # cached by the module's fixture
+    cmp = wb.run(SAECompareSpec(model="zoo-lm", runs=tuple(summaries))).result
+    table = cmp.tables["runs"].set_index("run")
+    for h, s in summaries.items():
+        for col in ("l0_mean", "nmse", "ce_loss_recovered", "dead_fraction", "k", "d_sae"):
+            assert table.loc[h, col] == pytest.approx(s[col]), (h, col)
+        assert table.loc[h, "arch"] == s["arch"]
+    best = min(summaries, key=lambda h: summaries[h]["nmse"])
+    assert cmp.summary["best_nmse_run"] == best
+    fig = cmp.figures["nmse_vs_l0"]
+    xs = sorted(float(x) for tr in fig.data if tr.mode == "markers" or tr.mode is None for x in tr.x)
+    assert xs == pytest.approx(sorted(s["l0_mean"] for s in summaries.values()))  # measured L0, not k
