@@ -200,6 +200,21 @@ def _attribute_image(args, names: list[str]) -> int:
     return 0
 
 
+def cmd_lib(args) -> int:
+    from analyses.interaction_bases import InteractionBasesSpec, lib_report
+    from analyses.workbench import Workbench, configure_threads
+
+    configure_threads()
+    layers = tuple(x.strip() for x in args.node_layers.split(",") if x.strip())
+    bases = tuple(x.strip() for x in args.basis.split(",") if x.strip())
+    spec = InteractionBasesSpec(model=args.model, node_layers=layers, bases=bases,
+                                last_pos_from=args.last_pos_from or "")
+    outcome = Workbench().run(spec)
+    _print({"hash": outcome.spec_hash, **lib_report(outcome.result)} if not args.json else lib_report(outcome.result),
+           args.json)
+    return 0
+
+
 def _short_names(methods) -> str:
     return ", ".join(m.aliases[0] if m.aliases else m.name for m in methods.values())
 
@@ -275,6 +290,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="copy the trained SAE (SAELens format) here")
     t.add_argument("--json", action="store_true")
     t.set_defaults(fn=cmd_sae_train)
+    q = sub.add_parser("lib", help="interaction bases (LIB, IB, PCA) of a model's node layers, with edges and ablations")
+    q.add_argument("--model", required=True, help="a TransformerLens-format checkpoint folder without LayerNorm")
+    q.add_argument("--node-layers", default="blocks.0.hook_resid_pre,blocks.0.hook_resid_mid,blocks.0.hook_resid_post,logits",
+                   help="hook names in forward order, the last `logits` (rib's ln1.L, ln2.L, unembed, output also work)")
+    q.add_argument("--basis", default="lib,pca", help="comma-separated: lib, ib, pca")
+    q.add_argument("--last-pos-from", default="blocks.0.hook_resid_mid",
+                   help="from this node layer on only the last position is kept ('' for every position)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(fn=cmd_lib)
     p = sub.add_parser("attribute", help="compare attribution methods on a prompt (or a file of prompts)")
     p.add_argument("--model", default="zoo-lm")
     p.add_argument("--prompt")

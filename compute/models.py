@@ -80,11 +80,12 @@ class LoadedModel:
     def architecture(self) -> dict:
         if self.kind == "lm":
             c = self.model.cfg
-            hf = self.model.original_model.config
-            return {"architecture": type(self.model.original_model).__name__, "n_layers": c.n_layers,
+            inner = getattr(self.model, "original_model", self.model)  # a bridge's HF model, or a HookedTransformer
+            hf = getattr(inner, "config", None)
+            return {"architecture": type(inner).__name__, "n_layers": c.n_layers,
                     "n_heads": c.n_heads, "d_model": c.d_model, "d_head": c.d_head, "d_mlp": getattr(c, "d_mlp", None),
                     "d_vocab": c.d_vocab, "n_ctx": c.n_ctx, "hf_model_type": getattr(hf, "model_type", None),
-                    "parameters": sum(p.numel() for p in self.model.original_model.parameters())}
+                    "parameters": sum(p.numel() for p in inner.parameters())}
         return {"architecture": type(self.model).__name__, **{k: v for k, v in self.image_config.items() if k != "kwargs"},
                 "parameters": sum(p.numel() for p in self.model.parameters())}
 
@@ -113,6 +114,8 @@ def _folder_kind(folder: Path) -> str:
         data = json.loads(cfg.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelLoadError(f"{cfg} is not valid JSON: {e}") from None
+    if data.get("format") == "transformer_lens":
+        return "lm"  # a TransformerLens-format folder (compute/tl_format.py)
     if "architecture" in data and "model_type" not in data:
         return "image"
     if "model_type" in data:
@@ -166,6 +169,10 @@ def hash_files(folder: Path) -> str:
 
 
 def _load_lm(info: ModelInfo, device: str, dtype: torch.dtype):
+    from .tl_format import load_hooked_transformer, read_config
+
+    if info.source == "local" and read_config(Path(info.path)) is not None:
+        return load_hooked_transformer(Path(info.path), device, dtype)
     import transformers
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -274,7 +281,7 @@ class ModelRegistry:
             else:
                 commit = getattr(bridge.original_model.config, "_commit_hash", None) or "unknown-revision"
                 fp = hashlib.sha256(f"hf:{info.path}@{commit}".encode()).hexdigest()[:16]
-            return LoadedModel(info, bridge, device, dtype, fp, tokenizer=bridge.tokenizer)
+            return LoadedModel(info, bridge, device, dtype, fp, tokenizer=getattr(bridge, "tokenizer", None))
         net, cfg = _load_image_net(info, device, torch_dtype)
         return LoadedModel(info, net, device, dtype, hash_files(Path(info.path)), image_config=cfg)
 
