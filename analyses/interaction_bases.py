@@ -48,14 +48,19 @@ class InteractionBasesSpec(Spec, kind="interaction_bases", title="Interaction ba
 
 
 def _model_and_data(ctx, spec):
-    from compute.tl_format import read_config, task_data
+    from compute.tasks import task_for
+    from compute.tasks.modular_addition import ModularAddition
+    from compute.tl_format import read_config
 
     lm = ctx.model(spec.model)
     folder = Path(lm.info.path) if lm.info.path else None
     if lm.kind != "lm" or folder is None or read_config(folder) is None:
         raise BadInput(f"interaction bases run on TransformerLens-format checkpoint folders without LayerNorm so "
                        f"far (config.json with \"format\": \"transformer_lens\"); {spec.model} is not one")
-    return lm, task_data(folder, "train"), task_data(folder, "test")
+    task = task_for(lm)
+    if not isinstance(task, ModularAddition):
+        raise BadInput(f"{spec.model} declares no task with an accuracy (modular addition) to build and ablate on")
+    return lm, task.data(lm, "train"), task.data(lm, "test")
 
 
 def _first_activations(model, ids, first: str):
@@ -86,7 +91,7 @@ def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
     test_acts = collect_activations(_first_activations(model, test["input_ids"], spec.node_layers[0]), sections)
     labels = test["labels"]
 
-    def accuracy(logits) -> float:
+    def accuracy(logits) -> float:  # rib's: the argmax over every logit at the last position
         return float((logits[:, -1].argmax(-1).cpu() == labels).double().mean())
 
     rows, spectra, gram_rows, edge_rows, ablation_rows = [], [], [], [], []

@@ -48,6 +48,9 @@ ZOO: dict[str, ModelInfo] = {
                             "1-layer transformer for (a + b) mod 113, prompt 'a b ='", str(ZOO_DIR / "modadd")),
     "zoo-digits-cnn": ModelInfo("zoo-digits-cnn", "image", "zoo",
                                 "small CNN on scikit-learn's 8x8 digits", str(ZOO_DIR / "digits_cnn")),
+    "rib-modadd": ModelInfo("rib-modadd", "lm", "zoo",
+                            "rib's 1-layer (a + b) mod 113 transformer, no LayerNorm (ApolloResearch/rib, MIT), "
+                            "a TransformerLens-format folder: the interaction-bases reference", str(ZOO_DIR / "rib_modadd")),
 }
 DEFAULT_MODEL = "zoo-lm"
 
@@ -171,7 +174,7 @@ def hash_files(folder: Path) -> str:
 def _load_lm(info: ModelInfo, device: str, dtype: torch.dtype):
     from .tl_format import load_hooked_transformer, read_config
 
-    if info.source == "local" and read_config(Path(info.path)) is not None:
+    if info.path and Path(info.path).is_dir() and read_config(Path(info.path)) is not None:
         return load_hooked_transformer(Path(info.path), device, dtype)
     import transformers
     from transformer_lens.model_bridge import TransformerBridge

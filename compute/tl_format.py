@@ -3,9 +3,9 @@
 fields}, optionally "task": {...}}, `model.safetensors` = the state dict. Loaded as a HookedTransformer
 (weights through safetensors only, never pickle); such models have no tokenizer.
 
-Tasks a folder may declare (`task.kind`): "modular_addition" with `modulus`, inputs "a b <modulus>" and
-`split.method` "torch_random_split" (torch.utils.data.random_split of all (a, b) pairs, a-major, with
-`frac_train` and `seed`: the first part trains)."""
+A folder may declare its task (`task.kind`): "modular_addition" with `modulus`, inputs "a b <modulus>" and
+`split.method` "torch_random_split" (frac_train, seed); it becomes the workbench task of that name
+(compute/tasks/modular_addition.py)."""
 from __future__ import annotations
 
 import json
@@ -45,32 +45,32 @@ def load_hooked_transformer(folder: Path, device: str, dtype: torch.dtype):
         state = load_file(str(weights))
     except Exception as e:  # noqa: BLE001 - a corrupt file
         raise ModelLoadError(f"cannot read {weights}: {type(e).__name__}") from None
+    import contextlib
+    import io
     import warnings
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # TransformerLens 3 deprecates HookedTransformer
+    # TransformerLens 3 deprecates HookedTransformer (a warning) and prints its device moves (to stdout,
+    # which the CLI's JSON owns)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore", DeprecationWarning)
         model = HookedTransformer(cfg, move_to_device=False)
-    missing, unexpected = model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=False)
-    missing = [k for k in missing if not k.endswith(("mask", "IGNORE"))]
-    if missing or unexpected:
-        raise ModelLoadError(f"{weights} does not fit its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    return model.to(device).eval()
+        missing, unexpected = model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=False)
+        missing = [k for k in missing if not k.endswith(("mask", "IGNORE"))]
+        if missing or unexpected:
+            raise ModelLoadError(f"{weights} does not fit its config: missing {missing[:3]}, "
+                                 f"unexpected {unexpected[:3]}")
+        return model.to(device).eval()
 
 
-def task_data(folder: Path, split: str) -> dict:
-    """{"input_ids" [n, 3], "labels" [n]} of the folder's declared task on its train or test split."""
-    data = read_config(folder) or {}
-    task = data.get("task") or {}
+def task_config_of(folder: Path) -> dict | None:
+    """The task block of a TransformerLens-format config as a workbench task config (compute/tasks/), or None."""
+    task = (read_config(folder) or {}).get("task")
+    if not isinstance(task, dict):
+        return None
     if task.get("kind") != "modular_addition":
-        raise BadInput(f"{folder} declares no task the workbench can build data for (task.kind: {task.get('kind')})")
-    p = int(task["modulus"])
+        raise BadInput(f"{folder} declares a task the workbench does not know: {task.get('kind')!r}")
     how = task.get("split", {})
     if how.get("method") != "torch_random_split":
         raise BadInput(f"unknown split method {how.get('method')!r} in {folder}/config.json")
-    pairs = torch.tensor([(a, b) for a in range(p) for b in range(p)])
-    n_train = int(float(how["frac_train"]) * len(pairs))
-    train, test = torch.utils.data.random_split(pairs, [n_train, len(pairs) - n_train],
-                                                generator=torch.Generator().manual_seed(int(how["seed"])))
-    chosen = pairs[torch.tensor((train if split == "train" else test).indices)]
-    ids = torch.cat([chosen, torch.full((len(chosen), 1), p)], dim=1)
-    return {"input_ids": ids, "labels": (chosen[:, 0] + chosen[:, 1]) % p}
+    return {"task": "modular_addition", "p": int(task["modulus"]), "split": "torch_random_split",
+            "train_fraction": float(how["frac_train"]), "split_seed": int(how["seed"])}

@@ -29,7 +29,7 @@ def test_console_script_lists_models_as_json():
                        env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert p.returncode == 0, p.stderr
     ids = [m["id"] for m in json.loads(p.stdout)]
-    assert ids[:3] == ["zoo-lm", "zoo-modadd", "zoo-digits-cnn"]
+    assert ids[:4] == ["zoo-lm", "zoo-modadd", "zoo-digits-cnn", "rib-modadd"]
 
 
 def test_run_prints_hash_and_summary_then_hits_the_cache(tmp_path):

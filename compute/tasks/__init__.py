@@ -26,6 +26,12 @@ def task_config(info) -> dict:
             return json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise BadInput(f"{path} is not valid JSON: {e}") from None
+    if info.path:
+        from ..tl_format import task_config_of
+
+        declared = task_config_of(Path(info.path))
+        if declared is not None:
+            return declared
     return {"task": "language_modeling" if info.kind == "lm" else "unknown"}
 
 

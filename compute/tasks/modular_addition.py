@@ -19,9 +19,17 @@ class ModularAddition(Task):
         return int(self.config["p"])
 
     def pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        """(train pairs, test pairs) of the split recorded in task.json."""
+        """(train pairs, test pairs) of the split recorded in task.json: the zoo's seeded numpy permutation,
+        or ("split": "torch_random_split") torch.utils.data.random_split of the a-major pairs with
+        int(train_fraction · p²) training pairs, as rib and many grokking scripts split."""
         p = self.p
         pairs = np.array([(a, b) for a in range(p) for b in range(p)])
+        if self.config.get("split") == "torch_random_split":
+            n_train = int(float(self.config["train_fraction"]) * len(pairs))
+            train, test = torch.utils.data.random_split(
+                range(len(pairs)), [n_train, len(pairs) - n_train],
+                generator=torch.Generator().manual_seed(int(self.config["split_seed"])))
+            return pairs[np.asarray(train.indices)], pairs[np.asarray(test.indices)]
         perm = np.random.default_rng(int(self.config["split_seed"])).permutation(len(pairs))
         n_train = int(round(self.config["train_fraction"] * len(pairs)))
         return pairs[perm[:n_train]], pairs[perm[n_train:]]

@@ -1,5 +1,6 @@
-"""Our interaction bases against rib's own numbers on its modular-addition checkpoint (tests/fixtures/
-rib_modadd_seed0: rib's seed-0 model and what rib's run_rib_build.py / run_ablations.py computed on it, with
+"""Our interaction bases against rib's own numbers on its modular-addition checkpoint (the zoo's rib-modadd,
+assets/zoo/rib_modadd; tests/fixtures/rib_modadd_seed0/golden.json: what rib's run_rib_build.py /
+run_ablations.py computed on it, with
 the paper's settings: float64, jacobian basis, squared edges, centred, node layers ln1.0 / ln2.0 / unembed /
 output, the last position only from ln2.0 on).
 
@@ -21,6 +22,7 @@ import pytest
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "rib_modadd_seed0"
 GOLDEN = json.loads((FIXTURE / "golden.json").read_text())
+MODEL = "rib-modadd"
 RIB_NAMES = {"blocks.0.hook_resid_pre": "ln1.0", "blocks.0.hook_resid_mid": "ln2.0",
              "blocks.0.hook_resid_post": "unembed", "logits": "output"}
 
@@ -29,7 +31,7 @@ RIB_NAMES = {"blocks.0.hook_resid_pre": "ln1.0", "blocks.0.hook_resid_mid": "ln2
 def built(wb):
     from analyses.interaction_bases import InteractionBasesSpec
 
-    spec = InteractionBasesSpec(model=str(FIXTURE), bases=("lib", "pca"))
+    spec = InteractionBasesSpec(model=MODEL, bases=("lib", "pca"))
     return wb.run(spec).result
 
 
@@ -103,12 +105,12 @@ def test_the_folded_sections_compute_the_model(wb):
     """At c = 1 the sections with folded biases give the model's own logits (and the constant stays 1)."""
     import torch
 
-    from compute.tl_format import task_data
+    from compute.tasks import task_for
     from interaction.build import collect_activations
     from interaction.sections import build_sections
 
-    lm = wb.models.get(str(FIXTURE))
-    ids = task_data(FIXTURE, "test")["input_ids"][:64]
+    lm = wb.models.get(MODEL)
+    ids = task_for(lm).data(lm, "test")["input_ids"][:64]
     sections = build_sections(lm.model, ["ln1.0", "ln2.0", "unembed", "output"], "ln2.0")
     with torch.no_grad():
         _, cache = lm.model.run_with_cache(ids)
@@ -126,9 +128,9 @@ def test_models_that_are_not_supported_get_a_clear_message(wb):
     with pytest.raises(BadInput, match="TransformerLens-format checkpoint folders"):
         wb.run(InteractionBasesSpec(model="zoo-modadd"))
     with pytest.raises(BadInput, match="unknown node layer"):
-        wb.run(InteractionBasesSpec(model=str(FIXTURE), node_layers=("blocks.3.hook_resid_pre", "logits")))
+        wb.run(InteractionBasesSpec(model=MODEL, node_layers=("blocks.3.hook_resid_pre", "logits")))
     with pytest.raises(BadInput, match="forward order"):
-        wb.run(InteractionBasesSpec(model=str(FIXTURE), node_layers=("blocks.0.hook_resid_post",
+        wb.run(InteractionBasesSpec(model=MODEL, node_layers=("blocks.0.hook_resid_post",
                                                                      "blocks.0.hook_resid_pre", "logits")))
 
 
@@ -141,7 +143,7 @@ def test_the_cli_prints_each_basis_in_the_stated_shape(built):
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        code = cli(["lib", "--model", str(FIXTURE), "--basis", "lib,pca", "--json"])
+        code = cli(["lib", "--model", MODEL, "--basis", "lib,pca", "--json"])
     assert code == 0
     out = json.loads(buf.getvalue())
     assert set(out) == {"lib", "pca"}
