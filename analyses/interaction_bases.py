@@ -23,7 +23,8 @@ DEFAULT_NODE_LAYERS = ("blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "bl
 
 
 @dataclass(frozen=True)
-class InteractionBasesSpec(Spec, kind="interaction_bases", title="Interaction bases (LIB, IB, PCA)"):
+class InteractionBasesSpec(Spec, kind="interaction_bases", title="Interaction bases (LIB, IB, PCA)",
+                           page="interaction_bases"):
     node_layers: tuple[str, ...] = DEFAULT_NODE_LAYERS
     bases: tuple[str, ...] = ("lib", "pca")
     last_pos_from: str = "blocks.0.hook_resid_mid"  # rib's last_pos_module_type (add_resid1); "" = every position

@@ -26,6 +26,8 @@ PAGE_ENTRIES = (
     PageEntry("sae_training", "views/sae_training.py", "SAE training", ":material/model_training:", "SAEs"),
     PageEntry("sae_browser", "views/sae_browser.py", "SAE browser", ":material/travel_explore:", "SAEs"),
     PageEntry("attribution", "views/attribution.py", "Attribution", ":material/highlight:", "Attribution"),
+    PageEntry("interaction_bases", "views/interaction_bases.py", "Interaction bases", ":material/hub:",
+              "Interaction bases"),
     PageEntry("jobs", "views/jobs.py", "Jobs & exports", ":material/pending_actions:", "Jobs"),
 )
 JOBS_PAGE = "jobs"  # where a spec without a page of its own is shown
