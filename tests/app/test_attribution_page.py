@@ -1,16 +1,12 @@
 """AppTest: the attribution page compares methods on a prompt, restores a share link, runs a batch job."""
 from analyses.attribution_text import AttributionBatchSpec
-from tests.app.helpers import button, errors, metrics, new_app
+from tests.app.helpers import button, errors, metrics, new_app, open_page
 
 PROMPT = "import os\nimport sys\n\nprint(os.path"
 
 
 def _page(**query):
-    at = new_app(**query)
-    at.switch_page("views/attribution.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("attribution", **query)
 
 
 def test_compare_two_methods_then_reopen_the_link():

@@ -1,14 +1,10 @@
 """AppTest: the Interaction bases page builds PCA bases of rib's modular-addition model as a job, shows its
 tables as stored and a share link to the same spec; other models get a clear message."""
-from tests.app.helpers import button, errors, metrics, new_app
+from tests.app.helpers import button, errors, metrics, new_app, open_page
 
 
 def _page(**query):
-    at = new_app(**query)
-    at.switch_page("views/interaction_bases.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("interaction_bases", **query)
 
 
 def test_build_pca_bases_as_a_job_then_reopen_the_link(wb):

@@ -3,17 +3,13 @@ import pytest
 
 from analyses.sae_dashboard import SAEDashboardSpec
 from analyses.sae_error import SAEErrorSpec
-from tests.app.helpers import button, errors, metrics, new_app
+from tests.app.helpers import button, errors, metrics, new_app, open_page
 
 TOKENS = 32_768
 
 
 def _page(**query):
-    at = new_app(**query)
-    at.switch_page("views/sae_browser.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("sae_browser", **query)
 
 
 @pytest.fixture(scope="module")

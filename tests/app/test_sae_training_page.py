@@ -1,15 +1,11 @@
 """AppTest: the SAE training page trains a tiny SAE as a job, shows it, compares runs, shares a link."""
 import time
 
-from tests.app.helpers import button, errors, metrics, new_app
+from tests.app.helpers import button, errors, metrics, new_app, open_page
 
 
 def _sae_page(**query):
-    at = new_app(**query)
-    at.switch_page("views/sae_training.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("sae_training", **query)
 
 
 def _train_tiny(at, arch):
