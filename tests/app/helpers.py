@@ -26,10 +26,10 @@ def errors(at) -> list[str]:
     return [e.value for e in at.error]
 
 
-def open_page(view: str, **query) -> AppTest:
-    """A fresh session on one page (views/<view>.py) with these URL parameters, run once without exceptions."""
+def open_page(page_file: str, **query) -> AppTest:
+    """A fresh session on one page (views/<page_file>.py) with these URL parameters, run once without exceptions."""
     at = new_app(**query)
-    at.switch_page(f"views/{view}.py")
+    at.switch_page(f"views/{page_file}.py")
     at.run()
     assert not at.exception, at.exception
     return at
