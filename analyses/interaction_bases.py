@@ -19,6 +19,8 @@ from compute.errors import BadInput
 from .base import Result, Spec, counted
 from .registry import register
 
+TOP_EDGES = 200  # per pair of layers, kept for the graph and its table
+GRAPH_NODES = 20  # directions per layer drawn (the first: C's columns are sorted by Λ, the constant first)
 DEFAULT_NODE_LAYERS = ("blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "blocks.0.hook_resid_post", "logits")
 
 
@@ -95,7 +97,7 @@ def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
     def accuracy(logits) -> float:  # rib's: the argmax over every logit at the last position
         return float((logits[:, -1].argmax(-1).cpu() == labels).double().mean())
 
-    rows, spectra, gram_rows, edge_rows, ablation_rows = [], [], [], [], []
+    rows, spectra, gram_rows, edge_rows, ablation_rows, top_rows = [], [], [], [], [], []
     n = len(spec.bases)
     for b, kind in enumerate(spec.bases):
         share = lambda f, m="", b=b: ctx.progress(0.1 + 0.85 * (b + f) / n, m)  # noqa: E731
@@ -115,6 +117,10 @@ def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
                 share(0.4 + 0.4 * i / len(sections), f"{kind}: edges {s.start} -> {s.end}")
                 E = squared_edges(s, acts.by_layer[s.start], a.C, a.C_pinv, c.C)
                 flat = E.flatten().sort(descending=True).values
+                top = torch.topk(E.flatten(), min(TOP_EDGES, E.numel()))
+                top_rows += [{"basis": kind, "edge": f"{s.start} -> {s.end}", "source_layer": s.start, "target_layer": s.end,
+                              "in_index": int(j % E.shape[1]), "out_index": int(j // E.shape[1]), "value": float(v)}
+                             for v, j in zip(top.values, top.indices)]
                 edge_rows.append({"basis": kind, "edge": f"{s.start} -> {s.end}", "out_dim": E.shape[0],
                                   "in_dim": E.shape[1], "total": float(E.sum()), "max": float(E.max()),
                                   "top50_share": float(flat[:50].sum() / flat.sum()) if float(flat.sum()) else None})
@@ -127,6 +133,7 @@ def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
     tables = {"node_layers": pd.DataFrame(rows), "lambda": pd.DataFrame(spectra), "gram": pd.DataFrame(gram_rows)}
     if edge_rows:
         tables["edges"] = pd.DataFrame(edge_rows)
+        tables["top_edges"] = pd.DataFrame(top_rows)
     if ablation_rows:
         tables["node_ablation"] = pd.DataFrame(ablation_rows)
     summary = {"model": spec.model, "bases": list(spec.bases), "node_layers": list(spec.node_layers),
@@ -160,8 +167,44 @@ def lib_report(result: Result) -> dict:
     return out
 
 
+def interaction_graph(top: pd.DataFrame, layers: list[str], kind: str) -> go.Figure:
+    """Nodes: the first GRAPH_NODES directions of each layer (column = layer, row = rank by Λ); edges: the
+    strongest edges between them, width by strength; node colour: the graph's communities (networkx's
+    greedy modularity on the edge weights)."""
+    import networkx as nx
+
+    top = top[(top.in_index < GRAPH_NODES) & (top.out_index < GRAPH_NODES)]
+    g = nx.Graph()
+    for r in top.itertuples():
+        g.add_edge((r.source_layer, r.in_index), (r.target_layer, r.out_index), weight=r.value)
+    community = {}
+    if g.number_of_edges():
+        for c, members in enumerate(nx.algorithms.community.greedy_modularity_communities(g, weight="weight")):
+            community.update({m: c for m in members})
+    fig = go.Figure()
+    vmax = float(top.value.max()) if len(top) else 1.0
+    for r in top.itertuples():
+        x0, x1 = layers.index(r.source_layer), layers.index(r.target_layer)
+        fig.add_trace(go.Scatter(x=[x0, x1], y=[r.in_index, r.out_index], mode="lines", hoverinfo="skip",
+                                 showlegend=False, line={"width": 0.5 + 6 * r.value / vmax, "color": "rgba(80,80,160,0.35)"}))
+    nodes = sorted(g.nodes, key=lambda n: (layers.index(n[0]), n[1]))
+    fig.add_trace(go.Scatter(x=[layers.index(n[0]) for n in nodes], y=[n[1] for n in nodes], mode="markers",
+                             marker={"size": 9, "color": [community.get(n, -1) for n in nodes], "colorscale": "Turbo"},
+                             text=[f"{n[0]} #{n[1]} · community {community.get(n, '-')}" for n in nodes],
+                             hoverinfo="text", showlegend=False))
+    fig.update_layout(title=f"{kind}: interaction graph (the strongest edges among the first {GRAPH_NODES} "
+                            f"directions per layer)", xaxis={"tickvals": list(range(len(layers))), "ticktext": layers},
+                      yaxis={"title": "direction (rank)", "autorange": "reversed"}, height=520)
+    return fig
+
+
 def _figures(tables: dict) -> dict[str, go.Figure]:
     figs = {}
+    if "top_edges" in tables:
+        top = tables["top_edges"]
+        layers = list(dict.fromkeys(tables["node_layers"].node_layer))  # forward order
+        for kind, part in top.groupby("basis", sort=False):
+            figs[f"graph_{kind}"] = interaction_graph(part, layers, kind)
     lam = tables["lambda"]
     if len(lam):
         fig = go.Figure()

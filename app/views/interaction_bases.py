@@ -65,4 +65,4 @@ if res is not None:
     widgets.show_result(res, spec.hash, f"ib-{spec.hash}",
                         urlstate.share_link("interaction_bases", a=spec.hash, model=lm.id),
                         first=tuple(n for n in ("node_layers", "edges") if n in res.tables),
-                        last=tuple(n for n in ("node_ablation", "lambda", "gram") if n in res.tables))
+                        last=tuple(n for n in ("node_ablation", "top_edges", "lambda", "gram") if n in res.tables))

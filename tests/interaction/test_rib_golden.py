@@ -101,6 +101,18 @@ def test_node_ablation_accuracy_at_every_k_of_rib_s_schedule(built, kind):
         assert worst <= 0.01, (kind, layer, worst)
 
 
+def test_the_graph_holds_the_strongest_edges_of_each_pair(built):
+    top = built.tables["top_edges"]
+    edges = built.tables["edges"]
+    for (kind, edge), part in top.groupby(["basis", "edge"]):
+        row = edges[(edges.basis == kind) & (edges.edge == edge)].iloc[0]
+        assert part.value.max() == pytest.approx(row["max"])  # the strongest edge is in it
+        assert part.value.is_monotonic_decreasing
+        assert (part.in_index < row.in_dim).all() and (part.out_index < row.out_dim).all()
+    fig = built.figures["graph_lib"]
+    assert len(fig.data) > 10 and fig.data[-1].mode == "markers"  # edges, then the nodes coloured by community
+
+
 def test_the_folded_sections_compute_the_model(wb):
     """At c = 1 the sections with folded biases give the model's own logits (and the constant stays 1)."""
     import torch
