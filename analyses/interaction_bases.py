@@ -1,14 +1,17 @@
 """Interaction bases of a model's node layers: LIB, the Interaction Basis and PCA side by side (interaction/),
 with each layer's kept dimensions, Λ and Gram spectra, the squared-attribution edges between consecutive
-layers, and node-ablation curves on the task's test split (accuracy, rib's exponential schedule).
+layers (α = 1 or integrated gradients over n intervals), node- and edge-ablation curves on the task's test
+split (accuracy, or the next-token loss of a language model), and for modular addition each direction's
+dominant Fourier frequency as its label.
 
-Runs on TransformerLens-format checkpoints without LayerNorm that declare a task (compute/tl_format.py),
-such as rib's modular-addition model; the Gram, M and C come from the task's train split, as rib builds them.
+Runs on TransformerLens models (TransformerLens-format folders, such as rib's modular-addition model), the
+zoo's GPT-NeoX LMs and the zoo's MLPs (interaction/models.py); the Gram, M and C come from the task's train
+split, as rib builds them (analyses/interaction_data.py). Language models use rib's stochastic sources.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,12 +19,14 @@ import plotly.graph_objects as go
 
 from compute.errors import BadInput
 
-from .base import Result, Spec, counted
+from .base import Result, Spec, added
 from .registry import register
 
 TOP_EDGES = 200  # per pair of layers, kept for the graph and its table
 GRAPH_NODES = 20  # directions per layer drawn (the first: C's columns are sorted by Λ, the constant first)
+LABELLED_DIRECTIONS = 40  # per layer and basis, in the directions table
 DEFAULT_NODE_LAYERS = ("blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "blocks.0.hook_resid_post", "logits")
+MAX_BACKWARD_PASSES = 200_000  # per basis: more would run for hours on a CPU; use stochastic sources
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,15 @@ class InteractionBasesSpec(Spec, kind="interaction_bases", title="Interaction ba
     truncation_threshold: float = 1e-15
     edges: bool = True
     node_ablation: bool = True
+    edge_intervals: int = added(0, legacy=0)  # 0: α = 1 (gradient × activation); n: integrated gradients
+    position_sources: int = added(0, legacy=0)  # rib's n_stochastic_sources_basis_pos; 0 = exact
+    hidden_sources: int = added(0, legacy=0)  # rib's n_stochastic_sources_basis_hidden; 0 = exact
+    edge_sources: int = added(0, legacy=0)  # rib's n_stochastic_sources_edges (over positions); 0 = exact
+    edge_ablation: bool = added(False, legacy=False)
+    sequences: int = added(16, legacy=16)  # language models: corpus rows per split
+    seq_len: int = added(64, legacy=64)
+    seed: int = added(0, legacy=0)  # the stochastic sources' draws
+    dtype: str = added("float64", legacy="float64", choices=("float64", "float32"))
 
     def validate(self) -> None:
         super().validate()
@@ -45,63 +59,88 @@ class InteractionBasesSpec(Spec, kind="interaction_bases", title="Interaction ba
             raise BadInput(f"bases are {', '.join(BASIS_KINDS)}; got {', '.join(bad) or 'none'}")
         if not 0 < self.truncation_threshold < 1:
             raise BadInput("truncation_threshold must be in (0, 1)")
+        for name in ("edge_intervals", "position_sources", "hidden_sources", "edge_sources"):
+            if not 0 <= getattr(self, name) <= 1000:
+                raise BadInput(f"{name} must be between 0 and 1000")
+        if not (1 <= self.sequences <= 4096 and 2 <= self.seq_len <= 4096):
+            raise BadInput("sequences must be in 1..4096 and seq_len in 2..4096")
+        if self.dtype not in ("float64", "float32"):
+            raise BadInput("dtype is float64 or float32")
 
     def describe(self) -> str:
         return f"interaction bases ({', '.join(self.bases)}) of {self.model}"
 
 
-def _model_and_data(ctx, spec):
-    from compute.tasks import task_for
-    from compute.tasks.modular_addition import ModularAddition
-    from compute.tl_format import read_config
+def _check_sizes(acts, sections, spec) -> None:
+    """Enough data for every node layer's dimension, and a bounded number of backward passes."""
+    for layer, f in acts.by_layer.items():
+        rows = f.shape[0] * f.shape[1]
+        if rows < f.shape[-1]:
+            raise BadInput(f"{layer} has {f.shape[-1] - 1} dimensions but the data gives only {rows} activation "
+                           f"vectors ({f.shape[0]} examples × {f.shape[1]} positions): the Gram matrix would be "
+                           f"singular in most directions. Use more data (sequences) or later node layers.")
+    from interaction.build import Sources
 
-    lm = ctx.model(spec.model)
-    folder = Path(lm.info.path) if lm.info.path else None
-    if lm.kind != "lm" or folder is None or read_config(folder) is None:
-        raise BadInput(f"interaction bases run on TransformerLens-format checkpoint folders without LayerNorm so "
-                       f"far (config.json with \"format\": \"transformer_lens\"); {spec.model} is not one")
-    task = task_for(lm)
-    if not isinstance(task, ModularAddition):
-        raise BadInput(f"{spec.model} declares no task with an accuracy (modular addition) to build and ablate on")
-    return lm, task.data(lm, "train"), task.data(lm, "test")
-
-
-def _first_activations(model, ids, first: str):
-    import torch
-
-    from interaction.sections import canonical
-
-    hook = canonical(first, model)
-    with torch.no_grad():
-        _, cache = model.run_with_cache(ids.to(model.cfg.device), names_filter=[hook])
-    a = cache[hook].double()
-    return torch.cat([a, torch.ones(*a.shape[:-1], 1, dtype=a.dtype)], dim=-1)
+    sources = Sources(spec.position_sources or None, spec.hidden_sources or None)
+    for s in sections:
+        p, n_out = acts.shapes[s.end][1], acts.shapes[s.end][-1]
+        passes = sources.n_passes(p, n_out)
+        if passes > MAX_BACKWARD_PASSES:
+            raise BadInput(f"{s.start} -> {s.end} needs {passes:,} backward passes per basis ({p} positions × "
+                           f"{n_out} directions): set position_sources (rib uses 1 for language models) and/or "
+                           f"hidden_sources")
 
 
 @register(InteractionBasesSpec, long=True)
 def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
     import torch
 
-    from interaction.ablation import exponential_schedule, node_ablation_curve
-    from interaction.build import build_bases, collect_activations, squared_edges
-    from interaction.sections import build_sections
+    from interaction.ablation import edge_ablation_bisect, exponential_schedule, node_ablation_curve
+    from interaction.build import Sources, build_bases, collect_activations, squared_edges
+    from interaction.chain import build_sections
+    from interaction.fourier import dominant_frequencies
+    from interaction.models import chain_for
 
-    lm, train, test = _model_and_data(ctx, spec)
-    model = lm.model
-    sections = build_sections(model, list(spec.node_layers), spec.last_pos_from or None)
+    from .interaction_data import interaction_data
+
+    lm = ctx.model(spec.model)
+    chain = chain_for(lm)
+    sections = build_sections(chain, list(spec.node_layers), spec.last_pos_from or None)
+    data = interaction_data(lm, spec)
+    if spec.dtype == "float32":
+        warnings.warn("float32 requested: the bases are computed in float64 all the same, because the "
+                      "truncation threshold (1e-15 of rib's configs) is below float32's rounding (1e-7) and "
+                      "would keep noise directions", stacklevel=1)
+    cut = chain.order.index(chain.canonical(spec.last_pos_from)) if spec.last_pos_from else None
+    first = chain.canonical(spec.node_layers[0])
+
+    def first_acts(inputs):
+        f = chain.activations_at(inputs, first)
+        return f[:, -1:] if cut is not None and chain.order.index(first) >= cut else f
+
     ctx.progress(0.05, "activations")
-    acts = collect_activations(_first_activations(model, train["input_ids"], spec.node_layers[0]), sections)
-    test_acts = collect_activations(_first_activations(model, test["input_ids"], spec.node_layers[0]), sections)
-    labels = test["labels"]
+    big_output = lm.kind == "lm" and data.metric == "loss"  # a language model's logits: N·P·vocab, not kept
+    acts = collect_activations(first_acts(data.train), sections, keep_output=not big_output)
+    test_acts = collect_activations(first_acts(data.test), sections, keep_output=False)
+    _check_sizes(acts, sections, spec)
+    sources = Sources(spec.position_sources or None, spec.hidden_sources or None, spec.seed)
 
-    def accuracy(logits) -> float:  # rib's: the argmax over every logit at the last position
-        return float((logits[:, -1].argmax(-1).cpu() == labels).double().mean())
+    def run_from(i: int, f):
+        with torch.no_grad():
+            for s in sections[i:]:
+                f = s.run(f)
+        return f
 
-    rows, spectra, gram_rows, edge_rows, ablation_rows, top_rows = [], [], [], [], [], []
+    baseline = data.measure(run_from(0, test_acts.by_layer[sections[0].start]))
+    grid_acts = (collect_activations(first_acts(data.everything), sections, keep_output=False)
+                 if data.everything is not None else None)
+
+    rows, spectra, gram_rows, edge_rows, ablation_rows, top_rows, edge_ablation_rows, labels = ([] for _ in range(8))
     n = len(spec.bases)
     for b, kind in enumerate(spec.bases):
         share = lambda f, m="", b=b: ctx.progress(0.1 + 0.85 * (b + f) / n, m)  # noqa: E731
-        built = build_bases(kind, sections, acts, spec.truncation_threshold, progress=lambda f, m: share(0.4 * f, m))
+        built = build_bases(kind, sections, acts, spec.truncation_threshold, progress=lambda f, m: share(0.4 * f, m),
+                            variance_layers=chain.variance_layers, sources=sources)
         for layer, basis in built.bases.items():
             rows.append({"basis": kind, "node_layer": layer, "orig_dim": basis.orig_dim, "kept_dim": basis.kept_dim,
                          "rotated": basis.C is not None})
@@ -111,11 +150,19 @@ def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
             if b == 0 and basis.gram_eigenvalues is not None:
                 gram_rows += [{"node_layer": layer, "index": i, "eigenvalue": float(v)}
                               for i, v in enumerate(basis.gram_eigenvalues)]
+            if grid_acts is not None and basis.C is not None:
+                f = grid_acts.by_layer[layer][:, -1]  # the answer position
+                values = (f @ basis.C[:, :LABELLED_DIRECTIONS]).numpy()
+                labels += [{"basis": kind, "node_layer": layer, "direction": k, **lab}
+                           for k, lab in enumerate(dominant_frequencies(values, data.p))]
         for i, s in enumerate(sections):
             a, c = built.bases[s.start], built.bases[s.end]
+            E = None
+            if spec.edges or spec.edge_ablation:
+                share(0.4 + 0.3 * i / len(sections), f"{kind}: edges {s.start} -> {s.end}")
+                E = squared_edges(s, acts.by_layer[s.start], a.C, a.C_pinv, c.C, n_intervals=spec.edge_intervals,
+                                  sources=spec.edge_sources or None, seed=spec.seed)
             if spec.edges:
-                share(0.4 + 0.4 * i / len(sections), f"{kind}: edges {s.start} -> {s.end}")
-                E = squared_edges(s, acts.by_layer[s.start], a.C, a.C_pinv, c.C)
                 flat = E.flatten().sort(descending=True).values
                 top = torch.topk(E.flatten(), min(TOP_EDGES, E.numel()))
                 top_rows += [{"basis": kind, "edge": f"{s.start} -> {s.end}", "source_layer": s.start, "target_layer": s.end,
@@ -125,22 +172,41 @@ def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
                                   "in_dim": E.shape[1], "total": float(E.sum()), "max": float(E.max()),
                                   "top50_share": float(flat[:50].sum() / flat.sum()) if float(flat.sum()) else None})
             if spec.node_ablation:
-                share(0.8 + 0.2 * i / len(sections), f"{kind}: ablating {s.start}")
-                curve = node_ablation_curve(sections, test_acts.by_layer[s.start], i, a.C, a.C_pinv, accuracy,
+                share(0.7 + 0.15 * i / len(sections), f"{kind}: ablating {s.start}")
+                curve = node_ablation_curve(sections, test_acts.by_layer[s.start], i, a.C, a.C_pinv, data.measure,
                                             exponential_schedule(a.orig_dim))
-                ablation_rows += [{"basis": kind, "node_layer": s.start, "kept": k, "accuracy": v}
+                ablation_rows += [{"basis": kind, "node_layer": s.start, "kept": k, data.metric: v}
                                   for k, v in curve.items()]
+            if spec.edge_ablation:
+                share(0.85 + 0.15 * i / len(sections), f"{kind}: edge ablation {s.start} -> {s.end}")
+                found = edge_ablation_bisect(sections, test_acts.by_layer[s.start], i, E, a.C, a.C_pinv, c.C,
+                                             c.C_pinv, data.measure, baseline, data.higher_is_better)
+                edge_ablation_rows += [{"basis": kind, "edge": f"{s.start} -> {s.end}", "kept_edges": k,
+                                        "total_edges": found["total_edges"], data.metric: v,
+                                        "smallest_within_0.001": found["n_edges"]}
+                                       for k, v in sorted(found["probes"].items())]
     tables = {"node_layers": pd.DataFrame(rows), "lambda": pd.DataFrame(spectra), "gram": pd.DataFrame(gram_rows)}
     if edge_rows:
         tables["edges"] = pd.DataFrame(edge_rows)
         tables["top_edges"] = pd.DataFrame(top_rows)
     if ablation_rows:
         tables["node_ablation"] = pd.DataFrame(ablation_rows)
+    if edge_ablation_rows:
+        tables["edge_ablation"] = pd.DataFrame(edge_ablation_rows)
+    if labels:
+        tables["directions"] = pd.DataFrame(labels)
     summary = {"model": spec.model, "bases": list(spec.bases), "node_layers": list(spec.node_layers),
-               "train_examples": int(len(train["labels"])), "test_examples": int(len(labels)),
-               "unablated_accuracy": accuracy(test_acts.by_layer[sections[-1].end])}
+               "train_examples": int(len(data.train)), "test_examples": int(len(data.test)), "metric": data.metric,
+               f"unablated_{data.metric}": baseline,
+               "sources": {"positions": spec.position_sources, "hidden": spec.hidden_sources,
+                           "edges": spec.edge_sources},
+               "edge_intervals": spec.edge_intervals}
+    if edge_ablation_rows:
+        ea = tables["edge_ablation"].drop_duplicates(["basis", "edge"])
+        summary["edges_needed"] = {f"{basis}: {edge}": (None if pd.isna(v) else int(v)) for basis, edge, v in
+                                   zip(ea.basis, ea.edge, ea["smallest_within_0.001"])}
     ctx.progress(1.0, "done")
-    return Result(InteractionBasesSpec.KIND, summary, tables, _figures(tables))
+    return Result(InteractionBasesSpec.KIND, summary, tables, _figures(tables, data.metric))
 
 
 def lib_report(result: Result) -> dict:
@@ -161,7 +227,8 @@ def lib_report(result: Result) -> dict:
             entry["edges"] = {r.edge: {"total": r.total} for r in t["edges"].query("basis == @kind").itertuples()}
         if "node_ablation" in t:
             ab = t["node_ablation"].query("basis == @kind")
-            entry["node_ablation"] = {layer: {str(int(k)): float(a) for k, a in zip(g.kept, g.accuracy)}
+            metric = result.summary.get("metric", "accuracy")
+            entry["node_ablation"] = {layer: {str(int(k)): float(a) for k, a in zip(g.kept, g[metric])}
                                       for layer, g in ab.groupby("node_layer", sort=False)}
         out[kind] = entry
     return out
@@ -198,7 +265,7 @@ def interaction_graph(top: pd.DataFrame, layers: list[str], kind: str) -> go.Fig
     return fig
 
 
-def _figures(tables: dict) -> dict[str, go.Figure]:
+def _figures(tables: dict, metric: str = "accuracy") -> dict[str, go.Figure]:
     figs = {}
     if "top_edges" in tables:
         top = tables["top_edges"]
@@ -220,9 +287,19 @@ def _figures(tables: dict) -> dict[str, go.Figure]:
         ab = tables["node_ablation"]
         fig = go.Figure()
         for (kind, layer), g in ab.groupby(["basis", "node_layer"], sort=False):
-            fig.add_trace(go.Scatter(x=g.kept, y=g.accuracy, mode="lines+markers", name=f"{kind} · {layer}",
-                                     line={"dash": "solid" if kind == "lib" else "dash"}))
-        fig.update_layout(title="Node ablation: test accuracy keeping the top k directions", xaxis_title="k kept",
-                          yaxis_title="accuracy", xaxis_type="log")
+            fig.add_trace(go.Scatter(x=g.kept, y=g[metric], mode="lines+markers", name=f"{kind} · {layer}",
+                                     line={"dash": {"lib": "solid", "ib": "dot"}.get(kind, "dash")}))
+        what = "test accuracy" if metric == "accuracy" else "held-out next-token loss"
+        fig.update_layout(title=f"Node ablation: {what} keeping the top k directions", xaxis_title="k kept",
+                          yaxis_title=metric, xaxis_type="log")
         figs["node_ablation"] = fig
+    if "edge_ablation" in tables:
+        ea = tables["edge_ablation"]
+        fig = go.Figure()
+        for (kind, edge), g in ea.groupby(["basis", "edge"], sort=False):
+            fig.add_trace(go.Scatter(x=g.kept_edges, y=g[metric], mode="markers", name=f"{kind} · {edge}"))
+        fig.update_layout(title=f"Edge ablation: {metric} keeping the N strongest edges of one pair of layers "
+                                f"(the bisection's probes)", xaxis_title="N edges kept", yaxis_title=metric,
+                          xaxis_type="log")
+        figs["edge_ablation"] = fig
     return figs

@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-from .sections import Section
+from .chain import Section
 
 
 def exponential_schedule(n: int, base: float = 1.05, cutoff: int = 10) -> list[int]:
@@ -52,3 +52,61 @@ def node_ablation_curve(sections: list[Section], acts_at: torch.Tensor, start: i
             f = s.run(f)
         out[k] = measure(f)
     return out
+
+
+def edge_masked_output(section: Section, f_in: torch.Tensor, C_in: torch.Tensor, C_in_pinv: torch.Tensor,
+                       C_out: torch.Tensor | None, C_out_pinv: torch.Tensor | None, keep: torch.Tensor,
+                       out_chunk: int = 16, data_chunk: int = 2048) -> torch.Tensor:
+    """The section's output (in the next node layer's own coordinates) when each next-layer basis function
+    i reads only the basis functions j here with keep[i, j] (rib's edge ablation): f̂^{l+1}_i =
+    [section((f̂^l ⊙ keep_i) C⁺) C]_i, mapped back by C⁺ of the next layer (the output: as it is)."""
+    k_out = keep.shape[0]
+    parts = []
+    for d0 in range(0, len(f_in), data_chunk):
+        f_hat = f_in[d0 : d0 + data_chunk] @ C_in
+        cols = []
+        for i0 in range(0, k_out, out_chunk):
+            mask = keep[i0 : i0 + out_chunk].to(f_hat.dtype)  # [c, k_in]
+            y = section.run((f_hat[None] * mask[:, None, None, :]) @ C_in_pinv)  # [c, b, P', d_out]
+            y = y @ C_out if C_out is not None else y
+            cols.append(torch.stack([y[j, ..., i0 + j] for j in range(len(mask))], dim=-1))
+        out_hat = torch.cat(cols, dim=-1)
+        parts.append(out_hat @ C_out_pinv if C_out is not None else out_hat)
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def edge_ablation_bisect(sections: list[Section], acts_at: torch.Tensor, i: int, E: torch.Tensor,
+                         C_in, C_in_pinv, C_out, C_out_pinv, measure: Callable[[torch.Tensor], float],
+                         baseline: float, higher_is_better: bool, tolerance: float = 0.001) -> dict:
+    """The smallest number N of the section's strongest edges (by E) that keeps the measurement within
+    `tolerance` of the unablated model's (rib's bisect schedule with score_target_difference 0.001),
+    assuming more edges never measure worse; with each probe's (N, measurement)."""
+    order = torch.argsort(E.flatten(), descending=True)
+    total = int(E.numel())
+    probes: dict[int, float] = {}
+
+    def score(n: int) -> float:
+        if n not in probes:
+            keep = torch.zeros(total, dtype=torch.bool)
+            keep[order[:n]] = True
+            f = edge_masked_output(sections[i], acts_at, C_in, C_in_pinv, C_out, C_out_pinv, keep.view_as(E))
+            for s in sections[i + 1 :]:
+                f = s.run(f)
+            probes[n] = measure(f)
+        return probes[n]
+
+    def good(n: int) -> bool:
+        v = score(n)
+        return v >= baseline - tolerance if higher_is_better else v <= baseline + tolerance
+
+    if not good(total):
+        return {"n_edges": None, "total_edges": total, "probes": probes}
+    lo, hi = 0, total  # good(hi); find the smallest good n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if good(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return {"n_edges": hi, "total_edges": total, "probes": probes}

@@ -79,11 +79,12 @@ class Whitening:
 
 
 def whitening(gram: torch.Tensor, mean: torch.Tensor | None, threshold: float,
-              eig: tuple[torch.Tensor, torch.Tensor] | None = None) -> Whitening:
-    """G's eigenbasis (the constant direction first when centred), truncated at `threshold`, centred and
-    whitened. `mean` None: no centring. `eig`: G's eigenpairs when computed more accurately elsewhere."""
-    values, vectors = eig if eig is not None else eigendecompose(gram)
-    order = torch.argsort(values.abs(), descending=True)
+              eig: tuple[torch.Tensor, torch.Tensor] | None = None, n_fixed: int = 0) -> Whitening:
+    """G's eigenbasis (the constant direction first when centred, then the first `n_fixed` eigenpairs as
+    given: a LayerNorm variance), truncated at `threshold`, centred and whitened. `mean` None: no centring.
+    `eig`: G's eigenpairs when computed more accurately elsewhere."""
+    values, vectors = eig if eig is not None else masked_eigendecompose(gram, n_fixed)
+    order = torch.cat([torch.arange(n_fixed), torch.argsort(values[n_fixed:].abs(), descending=True) + n_fixed])
     values, vectors = values.abs()[order], vectors[:, order]
     if mean is not None:
         values, vectors = move_constant_direction_first(values, vectors)

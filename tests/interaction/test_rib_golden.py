@@ -119,14 +119,17 @@ def test_the_folded_sections_compute_the_model(wb):
 
     from compute.tasks import task_for
     from interaction.build import collect_activations
-    from interaction.sections import build_sections
+    from interaction.chain import build_sections
+    from interaction.models import chain_for
 
     lm = wb.models.get(MODEL)
     ids = task_for(lm).data(lm, "test")["input_ids"][:64]
-    sections = build_sections(lm.model, ["ln1.0", "ln2.0", "unembed", "output"], "ln2.0")
+    chain = chain_for(lm)
+    sections = build_sections(chain, ["ln1.0", "ln2.0", "unembed", "output"], "ln2.0")
     with torch.no_grad():
         _, cache = lm.model.run_with_cache(ids)
         f0 = torch.cat([cache["blocks.0.hook_resid_pre"].double(), torch.ones(64, 3, 1, dtype=torch.float64)], -1)
+        torch.testing.assert_close(chain.activations_at(ids, "ln1.0"), f0, rtol=1e-6, atol=1e-6)
         acts = collect_activations(f0, sections)
         ref = lm.model(ids)[:, -1].double()
     torch.testing.assert_close(acts.by_layer["logits"][:, -1], ref, rtol=1e-5, atol=1e-5)
@@ -137,8 +140,12 @@ def test_models_that_are_not_supported_get_a_clear_message(wb):
     from analyses.interaction_bases import InteractionBasesSpec
     from compute.errors import BadInput
 
-    with pytest.raises(BadInput, match="TransformerLens-format checkpoint folders"):
-        wb.run(InteractionBasesSpec(model="zoo-modadd"))
+    with pytest.raises(BadInput, match="convolutions are not supported"):
+        wb.run(InteractionBasesSpec(model="zoo-digits-cnn", node_layers=("hook_input", "logits"), last_pos_from=""))
+    with pytest.raises(BadInput, match="before attention"):
+        wb.run(InteractionBasesSpec(model=MODEL, last_pos_from="blocks.0.hook_resid_pre"))
+    with pytest.raises(BadInput, match="must be the model's output"):
+        wb.run(InteractionBasesSpec(model=MODEL, node_layers=("blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid")))
     with pytest.raises(BadInput, match="unknown node layer"):
         wb.run(InteractionBasesSpec(model=MODEL, node_layers=("blocks.3.hook_resid_pre", "logits")))
     with pytest.raises(BadInput, match="forward order"):
