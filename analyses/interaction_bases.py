@@ -71,6 +71,24 @@ class InteractionBasesSpec(Spec, kind="interaction_bases", title="Interaction ba
         return f"interaction bases ({', '.join(self.bases)}) of {self.model}"
 
 
+def default_settings(lm, chain) -> dict:
+    """The node layers and last-position cut a model starts with: rib's mod-add layers and cut on a
+    1-layer transformer task, every residual stream of a language model (no cut: the next-token loss reads
+    every position), the input, each ReLU and the output of an MLP."""
+    from compute.tasks import task_for
+    from compute.tasks.language_modeling import LanguageModelling
+
+    order = chain.order
+    if lm.kind == "image":
+        return {"node_layers": tuple(n for n in order if n == order[0] or n == order[-1] or
+                                     order.index(n) % 2 == 0), "last_pos_from": ""}
+    if isinstance(task_for(lm), LanguageModelling):
+        return {"node_layers": tuple(n for n in order if "hook_resid" in n) + (order[-1],), "last_pos_from": ""}
+    layers = tuple(n for n in DEFAULT_NODE_LAYERS if n in order)
+    return {"node_layers": layers if len(layers) >= 2 else (order[0], order[-1]),
+            "last_pos_from": "blocks.0.hook_resid_mid" if "blocks.0.hook_resid_mid" in order else ""}
+
+
 def _check_sizes(acts, sections, spec) -> None:
     """Enough data for every node layer's dimension, and a bounded number of backward passes."""
     for layer, f in acts.by_layer.items():
@@ -151,7 +169,7 @@ def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
                 gram_rows += [{"node_layer": layer, "index": i, "eigenvalue": float(v)}
                               for i, v in enumerate(basis.gram_eigenvalues)]
             if grid_acts is not None and basis.C is not None:
-                f = grid_acts.by_layer[layer][:, -1]  # the answer position
+                f = grid_acts.by_layer[layer]  # every position the layer keeps
                 values = (f @ basis.C[:, :LABELLED_DIRECTIONS]).numpy()
                 labels += [{"basis": kind, "node_layer": layer, "direction": k, **lab}
                            for k, lab in enumerate(dominant_frequencies(values, data.p))]
@@ -230,6 +248,11 @@ def lib_report(result: Result) -> dict:
             metric = result.summary.get("metric", "accuracy")
             entry["node_ablation"] = {layer: {str(int(k)): float(a) for k, a in zip(g.kept, g[metric])}
                                       for layer, g in ab.groupby("node_layer", sort=False)}
+        if "edge_ablation" in t:
+            ea = t["edge_ablation"].query("basis == @kind").drop_duplicates("edge")
+            entry["edge_ablation"] = {r.edge: {"n_edges": None if pd.isna(r["smallest_within_0.001"]) else
+                                               int(r["smallest_within_0.001"]), "total_edges": int(r.total_edges)}
+                                      for _, r in ea.iterrows()}
         out[kind] = entry
     return out
 

@@ -142,13 +142,14 @@ def require_lm(wb, purpose: str):
 
 
 def show_result(result: Result, spec_hash: str, key: str, link: str, first: tuple[str, ...] = (),
-                last: tuple[str, ...] = ()) -> None:
-    """A result laid out the usual way: some tables, every figure, more tables, its share link and the
-    export-all button."""
+                last: tuple[str, ...] = (), drawn: tuple[str, ...] = ()) -> None:
+    """A result laid out the usual way: some tables, every figure (but those the page `drawn` its own
+    way; they still export), more tables, its share link and the export-all button."""
     for name in first:
         table_with_download(name, result.tables[name], key)
     for name, fig in result.figures.items():
-        figure_with_downloads(name, fig, key)
+        if name not in drawn:
+            figure_with_downloads(name, fig, key)
     for name in last:
         table_with_download(name, result.tables[name], key)
     share_box(link)

@@ -205,11 +205,24 @@ def cmd_lib(args) -> int:
     from analyses.workbench import Workbench, configure_threads
 
     configure_threads()
-    layers = tuple(x.strip() for x in args.node_layers.split(",") if x.strip())
+    wb = Workbench()
+    if args.node_layers is None or args.last_pos_from is None:  # the model's own defaults, as the page's
+        from analyses.interaction_bases import default_settings
+        from interaction.models import chain_for
+
+        lm = wb.models.get(args.model)
+        defaults = default_settings(lm, chain_for(lm))
+    layers = (tuple(x.strip() for x in args.node_layers.split(",") if x.strip()) if args.node_layers is not None
+              else defaults["node_layers"])
+    last_pos = args.last_pos_from if args.last_pos_from is not None else defaults["last_pos_from"]
     bases = tuple(x.strip() for x in args.basis.split(",") if x.strip())
     spec = InteractionBasesSpec(model=args.model, node_layers=layers, bases=bases,
-                                last_pos_from=args.last_pos_from or "")
-    outcome = Workbench().run(spec)
+                                last_pos_from=last_pos, edges=not args.no_edges,
+                                node_ablation=not args.no_node_ablation, edge_ablation=args.edge_ablation,
+                                edge_intervals=args.edge_intervals, position_sources=args.position_sources,
+                                hidden_sources=args.hidden_sources, edge_sources=args.edge_sources,
+                                sequences=args.sequences, seq_len=args.seq_len, seed=args.seed)
+    outcome = wb.run(spec)
     _print({"hash": outcome.spec_hash, **lib_report(outcome.result)} if not args.json else lib_report(outcome.result),
            args.json)
     return 0
@@ -291,12 +304,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true")
     t.set_defaults(fn=cmd_sae_train)
     q = sub.add_parser("lib", help="interaction bases (LIB, IB, PCA) of a model's node layers, with edges and ablations")
-    q.add_argument("--model", required=True, help="a TransformerLens-format checkpoint folder without LayerNorm")
-    q.add_argument("--node-layers", default="blocks.0.hook_resid_pre,blocks.0.hook_resid_mid,blocks.0.hook_resid_post,logits",
-                   help="hook names in forward order, the last `logits` (rib's ln1.L, ln2.L, unembed, output also work)")
+    q.add_argument("--model", required=True, help="a TransformerLens model or folder, a zoo GPT-NeoX LM, or zoo-digits-mlp")
+    q.add_argument("--node-layers", default=None,
+                   help="hook names in forward order, the last `logits` (rib's ln1.L, ln2.L, unembed, output also work); "
+                        "default: the model's (rib's mod-add layers on a 1-layer task model, every residual stream of an LM)")
     q.add_argument("--basis", default="lib,pca", help="comma-separated: lib, ib, pca")
-    q.add_argument("--last-pos-from", default="blocks.0.hook_resid_mid",
-                   help="from this node layer on only the last position is kept ('' for every position)")
+    q.add_argument("--last-pos-from", default=None,
+                   help="from this node layer on only the last position is kept ('' for every position; default: "
+                        "blocks.0.hook_resid_mid on a mod-add model, none otherwise)")
+    q.add_argument("--no-edges", action="store_true", help="skip the edges between consecutive node layers")
+    q.add_argument("--no-node-ablation", action="store_true")
+    q.add_argument("--edge-ablation", action="store_true",
+                   help="bisect the fewest strongest edges per pair of layers within 0.001 of the unablated measurement")
+    q.add_argument("--edge-intervals", type=int, default=0, help="integrated gradients over n intervals (0: alpha = 1)")
+    q.add_argument("--position-sources", type=int, default=0, help="stochastic sources over positions for M (0: exact)")
+    q.add_argument("--hidden-sources", type=int, default=0, help="stochastic sources over directions for M (0: exact)")
+    q.add_argument("--edge-sources", type=int, default=0, help="stochastic sources over positions for edges (0: exact)")
+    q.add_argument("--sequences", type=int, default=16, help="language models: corpus rows per split")
+    q.add_argument("--seq-len", type=int, default=64, help="language models: tokens per row")
+    q.add_argument("--seed", type=int, default=0, help="the stochastic sources' draws")
     q.add_argument("--json", action="store_true")
     q.set_defaults(fn=cmd_lib)
     p = sub.add_parser("attribute", help="compare attribution methods on a prompt (or a file of prompts)")

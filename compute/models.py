@@ -51,6 +51,9 @@ ZOO: dict[str, ModelInfo] = {
     "rib-modadd": ModelInfo("rib-modadd", "lm", "zoo",
                             "rib's 1-layer (a + b) mod 113 transformer, no LayerNorm (ApolloResearch/rib, MIT), "
                             "a TransformerLens-format folder: the interaction-bases reference", str(ZOO_DIR / "rib_modadd")),
+    "zoo-digits-mlp": ModelInfo("zoo-digits-mlp", "image", "zoo",
+                                "MLP 64 -> 100 -> 100 -> 10 on scikit-learn's 8x8 digits (the interaction-bases "
+                                "paper's MLP in miniature)", str(ZOO_DIR / "digits_mlp")),
 }
 DEFAULT_MODEL = "zoo-lm"
 

@@ -52,4 +52,16 @@ class DigitsCNN(HookedLayers):
         self._hook_layers()
 
 
-IMAGE_ARCHITECTURES: dict[str, type[nn.Module]] = {"DigitsCNN": DigitsCNN}
+class DigitsMLP(HookedLayers):
+    """A multilayer perceptron for the 8x8 digits, 64 -> 100 -> 100 -> 10 with ReLUs: the interaction-bases
+    paper's CIFAR-10 MLP in miniature (the flattened image in, module names as node layers)."""
+    stages = ("layers",)
+
+    def __init__(self, hidden: int = 100, n_classes: int = 10):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Flatten(), nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+                                    nn.ReLU(), nn.Linear(hidden, n_classes))
+        self._hook_layers()
+
+
+IMAGE_ARCHITECTURES: dict[str, type[nn.Module]] = {"DigitsCNN": DigitsCNN, "DigitsMLP": DigitsMLP}

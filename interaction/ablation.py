@@ -61,16 +61,19 @@ def edge_masked_output(section: Section, f_in: torch.Tensor, C_in: torch.Tensor,
     i reads only the basis functions j here with keep[i, j] (rib's edge ablation): f̂^{l+1}_i =
     [section((f̂^l ⊙ keep_i) C⁺) C]_i, mapped back by C⁺ of the next layer (the output: as it is)."""
     k_out = keep.shape[0]
+    # outputs whose kept sets are the same share one forward pass (at small N most keep nothing)
+    masks, which = torch.unique(keep, dim=0, return_inverse=True)
     parts = []
     for d0 in range(0, len(f_in), data_chunk):
         f_hat = f_in[d0 : d0 + data_chunk] @ C_in
-        cols = []
-        for i0 in range(0, k_out, out_chunk):
-            mask = keep[i0 : i0 + out_chunk].to(f_hat.dtype)  # [c, k_in]
+        by_mask = []
+        for m0 in range(0, len(masks), out_chunk):
+            mask = masks[m0 : m0 + out_chunk].to(f_hat.dtype)  # [c, k_in]
             y = section.run((f_hat[None] * mask[:, None, None, :]) @ C_in_pinv)  # [c, b, P', d_out]
-            y = y @ C_out if C_out is not None else y
-            cols.append(torch.stack([y[j, ..., i0 + j] for j in range(len(mask))], dim=-1))
-        out_hat = torch.cat(cols, dim=-1)
+            by_mask.append(y @ C_out if C_out is not None else y)
+        y = torch.cat(by_mask)  # [n_masks, b, P', k_out]
+        out_hat = y[which, ..., torch.arange(k_out)]  # output i from its own mask: [k_out, b, P']
+        out_hat = out_hat.permute(1, 2, 0)
         parts.append(out_hat @ C_out_pinv if C_out is not None else out_hat)
     return torch.cat(parts)
 

@@ -11,15 +11,21 @@ def _signed(k: int, p: int) -> int:
 
 
 def dominant_frequencies(values: np.ndarray, p: int) -> list[dict]:
-    """values [p², k], rows a-major over (a, b) -> per direction: the frequency pair (k_a, k_b) with the most
-    power (the constant term left out), its share of that power, and a label ("a+b: 14", "a: 3", …)."""
-    grid = values.reshape(p, p, -1)
-    power = np.abs(np.fft.fft2(grid, axes=(0, 1))) ** 2
+    """values [p², P, k] (P positions; [p², k] for one), rows a-major over (a, b) -> per direction: the
+    frequency pair (k_a, k_b) with the most power summed over the positions (the constant term left out),
+    its share of that power, and a label ("a+b: 14", "a: 3", …)."""
+    if values.ndim == 2:
+        values = values[:, None, :]
+    grid = values.reshape(p, p, values.shape[1], values.shape[2])
+    power = (np.abs(np.fft.fft2(grid, axes=(0, 1))) ** 2).sum(2)
+    dc = power[0, 0].copy()
     power[0, 0] = 0.0
     out = []
     for k in range(grid.shape[-1]):
         pk = power[..., k]
         total = float(pk.sum())
+        if total <= 1e-20 * (total + float(dc[k])):  # a constant over (a, b), up to rounding
+            total = 0.0
         ia, ib = np.unravel_index(int(np.argmax(pk)), pk.shape)
         ka, kb = _signed(int(ia), p), _signed(int(ib), p)
         if ka < 0 or (ka == 0 and kb < 0):  # (k_a, k_b) and (−k_a, −k_b) carry the same power

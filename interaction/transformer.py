@@ -247,6 +247,14 @@ def weights_of_hooked_transformer(model) -> TransformerWeights:
                               ln_of(model.ln_final) if norm else None, _double(model.W_U), _double(model.b_U))
 
 
+def _unwrapped(module):
+    """The Hugging Face module itself: a TransformerBridge replaces the model's modules by wrappers that
+    keep the original as `_original_component`."""
+    while hasattr(module, "_original_component"):
+        module = module._original_component
+    return module
+
+
 def weights_of_gpt_neox(hf) -> TransformerWeights:
     """A Hugging Face GPTNeoXForCausalLM (the zoo's LMs): LayerNorm, rotary, sequential residual."""
     cfg = hf.config
@@ -255,33 +263,36 @@ def weights_of_gpt_neox(hf) -> TransformerWeights:
                        "them in parallel (use_parallel_residual), so it has no resid_mid node layer")
     h = cfg.num_attention_heads
     e = cfg.hidden_size // h
-    core = hf.gpt_neox
+    core = _unwrapped(hf.gpt_neox)
     rotary_dim = int(e * cfg.rope_parameters.get("partial_rotary_factor", 1.0)) if getattr(cfg, "rope_parameters", None) \
         else int(e * getattr(cfg, "rotary_pct", 1.0))
-    inv_freq = core.rotary_emb.inv_freq.detach().double()
+    inv_freq = _unwrapped(core.rotary_emb).inv_freq.detach().double()
     if len(inv_freq) * 2 != rotary_dim:
         raise BadInput(f"unexpected rotary embedding ({len(inv_freq)} frequencies for {rotary_dim} rotary dims)")
 
     def ln_of(m) -> LayerNormWeights:
+        m = _unwrapped(m)
         return LayerNormWeights(_double(m.weight), _double(m.bias), m.eps)
 
     blocks = []
     for layer in core.layers:
-        att = layer.attention
-        W = att.query_key_value.weight.detach().double().view(h, 3, e, -1)  # rows per head: q, k, v
-        bias = att.query_key_value.bias
+        layer = _unwrapped(layer)
+        att = _unwrapped(layer.attention)
+        qkv, dense = _unwrapped(att.query_key_value), _unwrapped(att.dense)
+        W = qkv.weight.detach().double().view(h, 3, e, -1)  # rows per head: q, k, v
+        bias = qkv.bias
         b = (bias.detach().double().view(h, 3, e) if bias is not None
              else torch.zeros(h, 3, e, dtype=torch.float64))
-        W_O = att.dense.weight.detach().double().T.reshape(h, e, -1)
-        b_O = _double(att.dense.bias) if att.dense.bias is not None else torch.zeros(W_O.shape[-1], dtype=torch.float64)
+        W_O = dense.weight.detach().double().T.reshape(h, e, -1)
+        b_O = _double(dense.bias) if dense.bias is not None else torch.zeros(W_O.shape[-1], dtype=torch.float64)
         attn = AttentionWeights(W[:, 0].transpose(1, 2), W[:, 1].transpose(1, 2), W[:, 2].transpose(1, 2), W_O,
                                 b[:, 0], b[:, 1], b[:, 2], b_O, scale=e ** 0.5, rotary=Rotary(rotary_dim, inv_freq))
-        mlp = layer.mlp
+        mlp = _unwrapped(layer.mlp)
+        up, down = _unwrapped(mlp.dense_h_to_4h), _unwrapped(mlp.dense_4h_to_h)
         blocks.append(BlockWeights(ln_of(layer.input_layernorm), attn, ln_of(layer.post_attention_layernorm),
-                                   MLPWeights(mlp.dense_h_to_4h.weight.detach().double().T, _double(mlp.dense_h_to_4h.bias),
-                                              mlp.dense_4h_to_h.weight.detach().double().T, _double(mlp.dense_4h_to_h.bias),
-                                              cfg.hidden_act)))
-    W_E = core.embed_in.weight.detach().double()
-    out = hf.embed_out
+                                   MLPWeights(up.weight.detach().double().T, _double(up.bias),
+                                              down.weight.detach().double().T, _double(down.bias), cfg.hidden_act)))
+    W_E = _unwrapped(core.embed_in).weight.detach().double()
+    out = _unwrapped(getattr(hf, "embed_out", None) or hf.lm_head)
     return TransformerWeights(lambda ids: W_E[ids], blocks, ln_of(core.final_layer_norm), out.weight.detach().double().T,
                               _double(out.bias) if out.bias is not None else None)

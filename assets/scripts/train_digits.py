@@ -1,4 +1,5 @@
-"""Train the zoo's image classifier: a small CNN on scikit-learn's 8x8 digits (shipped with the package)."""
+"""Train the zoo's image classifiers on scikit-learn's 8x8 digits (shipped with the package): the small CNN
+(`--arch cnn`, zoo-digits-cnn) or the MLP 64 -> 100 -> 100 -> 10 (`--arch mlp`, zoo-digits-mlp)."""
 from __future__ import annotations
 
 import argparse
@@ -11,13 +12,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from compute.tasks.digits import Digits  # noqa: E402
-from compute.zoo_nets import DigitsCNN  # noqa: E402
+from compute.zoo_nets import DigitsCNN, DigitsMLP  # noqa: E402
 
-OUT = ROOT / "assets" / "zoo" / "digits_cnn"
+OUT = {"cnn": ROOT / "assets" / "zoo" / "digits_cnn", "mlp": ROOT / "assets" / "zoo" / "digits_mlp"}
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--arch", choices=("cnn", "mlp"), default="cnn")
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -28,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     x_tr, x_te, y_tr, y_te = Digits(task).split_arrays()
     x_tr, y_tr = torch.from_numpy(x_tr), torch.from_numpy(y_tr).long()
     x_te, y_te = torch.from_numpy(x_te), torch.from_numpy(y_te).long()
-    net = DigitsCNN()
+    net = DigitsCNN() if args.arch == "cnn" else DigitsMLP()
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
     for epoch in range(args.epochs):
         net.train()
@@ -44,12 +46,16 @@ def main(argv: list[str] | None = None) -> None:
     with torch.no_grad():
         acc = (net(x_te).argmax(-1) == y_te).float().mean().item()
     print(json.dumps({"test_accuracy": acc}))
-    OUT.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, OUT / "model.safetensors")
-    (OUT / "config.json").write_text(json.dumps({
-        "architecture": "DigitsCNN", "kwargs": {"channels": 32, "n_classes": 10}, "input_shape": [1, 8, 8],
-        "classes": [str(i) for i in range(10)], "input_range": [0.0, 1.0], "gradcam_layer": "features.5"}, indent=1))
-    (OUT / "task.json").write_text(json.dumps(task, indent=1))
+    out = OUT[args.arch]
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, out / "model.safetensors")
+    config = {"input_shape": [1, 8, 8], "classes": [str(i) for i in range(10)], "input_range": [0.0, 1.0]}
+    if args.arch == "cnn":
+        config.update(architecture="DigitsCNN", kwargs={"channels": 32, "n_classes": 10}, gradcam_layer="features.5")
+    else:
+        config.update(architecture="DigitsMLP", kwargs={"hidden": 100, "n_classes": 10})
+    (out / "config.json").write_text(json.dumps(config, indent=1))
+    (out / "task.json").write_text(json.dumps(task, indent=1))
 
 
 if __name__ == "__main__":
