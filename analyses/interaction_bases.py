@@ -10,6 +10,7 @@ split, as rib builds them (analyses/interaction_data.py). Language models use ri
 """
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -136,6 +137,14 @@ def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
         f = chain.activations_at(inputs, first)
         return f[:, -1:] if cut is not None and chain.order.index(first) >= cut else f
 
+    timing: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def lap(stage: str) -> None:  # seconds per stage, summed over layers, into the summary
+        now = time.perf_counter()
+        timing[stage] = timing.get(stage, 0.0) + now - clock[0]
+        clock[0] = now
+
     ctx.progress(0.05, "activations")
     big_output = lm.kind == "lm" and data.metric == "loss"  # a language model's logits: N·P·vocab, not kept
     acts = collect_activations(first_acts(data.train), sections, keep_output=not big_output)
@@ -152,6 +161,7 @@ def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
     baseline = data.measure(run_from(0, test_acts.by_layer[sections[0].start]))
     grid_acts = (collect_activations(first_acts(data.everything), sections, keep_output=False)
                  if data.everything is not None else None)
+    lap("activations")
 
     rows, spectra, gram_rows, edge_rows, ablation_rows, top_rows, edge_ablation_rows, labels = ([] for _ in range(8))
     n = len(spec.bases)
@@ -159,6 +169,7 @@ def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
         share = lambda f, m="", b=b: ctx.progress(0.1 + 0.85 * (b + f) / n, m)  # noqa: E731
         built = build_bases(kind, sections, acts, spec.truncation_threshold, progress=lambda f, m: share(0.4 * f, m),
                             variance_layers=chain.variance_layers, sources=sources)
+        lap(f"{kind}: grams and bases")
         for layer, basis in built.bases.items():
             rows.append({"basis": kind, "node_layer": layer, "orig_dim": basis.orig_dim, "kept_dim": basis.kept_dim,
                          "rotated": basis.C is not None})
@@ -173,6 +184,7 @@ def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
                 values = (f @ basis.C[:, :LABELLED_DIRECTIONS]).numpy()
                 labels += [{"basis": kind, "node_layer": layer, "direction": k, **lab}
                            for k, lab in enumerate(dominant_frequencies(values, data.p))]
+        lap(f"{kind}: labels")
         for i, s in enumerate(sections):
             a, c = built.bases[s.start], built.bases[s.end]
             E = None
@@ -180,6 +192,7 @@ def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
                 share(0.4 + 0.3 * i / len(sections), f"{kind}: edges {s.start} -> {s.end}")
                 E = squared_edges(s, acts.by_layer[s.start], a.C, a.C_pinv, c.C, n_intervals=spec.edge_intervals,
                                   sources=spec.edge_sources or None, seed=spec.seed)
+                lap(f"{kind}: edges")
             if spec.edges:
                 flat = E.flatten().sort(descending=True).values
                 top = torch.topk(E.flatten(), min(TOP_EDGES, E.numel()))
@@ -195,6 +208,7 @@ def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
                                             exponential_schedule(a.orig_dim))
                 ablation_rows += [{"basis": kind, "node_layer": s.start, "kept": k, data.metric: v}
                                   for k, v in curve.items()]
+                lap(f"{kind}: node ablation")
             if spec.edge_ablation:
                 share(0.85 + 0.15 * i / len(sections), f"{kind}: edge ablation {s.start} -> {s.end}")
                 found = edge_ablation_bisect(sections, test_acts.by_layer[s.start], i, E, a.C, a.C_pinv, c.C,
@@ -203,6 +217,7 @@ def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
                                         "total_edges": found["total_edges"], data.metric: v,
                                         "smallest_within_0.001": found["n_edges"]}
                                        for k, v in sorted(found["probes"].items())]
+                lap(f"{kind}: edge ablation")
     tables = {"node_layers": pd.DataFrame(rows), "lambda": pd.DataFrame(spectra), "gram": pd.DataFrame(gram_rows)}
     if edge_rows:
         tables["edges"] = pd.DataFrame(edge_rows)
@@ -218,7 +233,7 @@ def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
                f"unablated_{data.metric}": baseline,
                "sources": {"positions": spec.position_sources, "hidden": spec.hidden_sources,
                            "edges": spec.edge_sources},
-               "edge_intervals": spec.edge_intervals}
+               "edge_intervals": spec.edge_intervals, "timing": {k: round(v, 3) for k, v in timing.items()}}
     if edge_ablation_rows:
         ea = tables["edge_ablation"].drop_duplicates(["basis", "edge"])
         summary["edges_needed"] = {f"{basis}: {edge}": (None if pd.isna(v) else int(v)) for basis, edge, v in

@@ -128,13 +128,18 @@ def metric_row(items: list[tuple[str, str]]) -> None:
         col.metric(label, value)
 
 
-def require_lm(wb, purpose: str):
-    """The model picked in the sidebar, when it loads and is a language model; otherwise say why and stop."""
+def require_model(wb):
+    """The model picked in the sidebar, when it loads; otherwise say why and stop."""
     try:
-        lm = wb.models.get(st.session_state.get("model"))
+        return wb.models.get(st.session_state.get("model"))
     except Exception as e:  # noqa: BLE001
         show_error(e)
         st.stop()
+
+
+def require_lm(wb, purpose: str):
+    """The model picked in the sidebar, when it loads and is a language model; otherwise say why and stop."""
+    lm = require_model(wb)
     if lm.kind != "lm":
         st.info(f"{purpose} needs a language model: pick one in the sidebar.")
         st.stop()

@@ -27,7 +27,7 @@ taken = urlstate.take_shared(wb, InteractionBasesSpec)
 if taken is not None:
     st.session_state.update({f"ib_{name}": getattr(taken, name) for name in SHOWN})
     st.session_state.update(ib_node_layers=list(taken.node_layers), ib_bases=list(taken.bases))
-lm = widgets.require_lm(wb, "Interaction bases")
+lm = widgets.require_model(wb)  # language models, task transformers and MLPs alike
 
 from compute.errors import BadInput  # noqa: E402
 from interaction.models import chain_for  # noqa: E402

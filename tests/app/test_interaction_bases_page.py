@@ -1,5 +1,8 @@
 """AppTest: the Interaction bases page builds PCA bases of rib's modular-addition model as a job, shows its
-tables as stored and a share link to the same spec; other models get a clear message."""
+tables as stored and a share link to the same spec; on the digits MLP the graph follows the top-N slider and
+the edge ablation shows; a model it cannot read gets a clear message."""
+import json
+
 from tests.app.helpers import button, errors, metrics, new_app, open_page
 
 
@@ -36,6 +39,35 @@ def test_build_pca_bases_as_a_job_then_reopen_the_link(wb):
     assert metrics(again)["test accuracy, nothing ablated"] == metrics(at)["test accuracy, nothing ablated"]
 
 
-def test_a_model_with_layernorm_gets_a_clear_message():
-    at = _page(model="zoo-lm")
-    assert any("TransformerLens-format checkpoints without LayerNorm" in i.value for i in at.info)
+def test_the_digits_mlp_graph_follows_the_top_n_slider(wb):
+    from analyses.interaction_bases import InteractionBasesSpec
+
+    at = _page(model="zoo-digits-mlp")
+    assert at.multiselect(key="ib_node_layers").value == ["hook_input", "layers.2.hook_out", "layers.4.hook_out",
+                                                          "layers.5.hook_out"]
+    at.checkbox(key="ib_edge_ablation").check()
+    at.run()
+    button(at, "Build the bases (background job)").click()
+    at.run()
+    spec = InteractionBasesSpec(model="zoo-digits-mlp", node_layers=("hook_input", "layers.2.hook_out",
+                                                                     "layers.4.hook_out", "layers.5.hook_out"),
+                                last_pos_from="", edge_ablation=True)
+    job = next(j for j in wb.jobs.list() if j.spec_hash == spec.hash)
+    assert wb.jobs.wait(job.id, timeout=300).status == "done", wb.jobs.get(job.id).error
+    at.run()
+    assert not errors(at), errors(at)
+    assert any("smallest_within_0.001" in d.value.columns for d in at.dataframe)
+
+    def traces_per_graph():  # the page's own graphs: one line trace per edge drawn, then the nodes
+        specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+        return [len(f["data"]) for f in specs if "interaction graph" in f["layout"]["title"]["text"]]
+
+    before = traces_per_graph()
+    at.slider(key=f"ib_topn_{spec.hash}").set_value(5).run()
+    after = traces_per_graph()
+    assert len(before) == len(after) == 2 and all(a < b for a, b in zip(after, before)), (before, after)
+
+
+def test_a_model_it_cannot_read_gets_a_clear_message():
+    at = _page(model="zoo-digits-cnn")
+    assert any("convolutions are not supported" in e for e in errors(at)), errors(at)
