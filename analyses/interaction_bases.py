@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,6 @@ TOP_EDGES = 200  # per pair of layers, kept for the graph and its table
 GRAPH_NODES = 20  # directions per layer drawn (the first: C's columns are sorted by Λ, the constant first)
 LABELLED_DIRECTIONS = 40  # per layer and basis, in the directions table
 DEFAULT_NODE_LAYERS = ("blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid", "blocks.0.hook_resid_post", "logits")
-MAX_BACKWARD_PASSES = 200_000  # per basis: more would run for hours on a CPU; use stochastic sources
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,22 @@ class InteractionBasesSpec(Spec, kind="interaction_bases", title="Interaction ba
     seq_len: int = added(64, legacy=64)
     seed: int = added(0, legacy=0)  # the stochastic sources' draws
     dtype: str = added("float64", legacy="float64", choices=("float64", "float32"))
+    pca_whiten: bool = added(False, legacy=False)  # PCA scaled to unit variance per direction (rib's whitened baseline)
+
+    def fits(self):
+        """The fitted bases this analysis reads (analyses/interaction_fit.py), one per basis kind."""
+        from .interaction_fit import InteractionBasisSpec
+
+        return tuple(InteractionBasisSpec(model=self.model, basis=kind, node_layers=self.node_layers,
+                                          last_pos_from=self.last_pos_from,
+                                          truncation_threshold=self.truncation_threshold,
+                                          position_sources=self.position_sources, hidden_sources=self.hidden_sources,
+                                          sequences=self.sequences, seq_len=self.seq_len, seed=self.seed,
+                                          pca_whiten=self.pca_whiten and kind == "pca")
+                     for kind in self.bases)
+
+    def depends_on(self):
+        return self.fits()
 
     def validate(self) -> None:
         super().validate()
@@ -90,53 +106,23 @@ def default_settings(lm, chain) -> dict:
             "last_pos_from": "blocks.0.hook_resid_mid" if "blocks.0.hook_resid_mid" in order else ""}
 
 
-def _check_sizes(acts, sections, spec) -> None:
-    """Enough data for every node layer's dimension, and a bounded number of backward passes."""
-    for layer, f in acts.by_layer.items():
-        rows = f.shape[0] * f.shape[1]
-        if rows < f.shape[-1]:
-            raise BadInput(f"{layer} has {f.shape[-1] - 1} dimensions but the data gives only {rows} activation "
-                           f"vectors ({f.shape[0]} examples × {f.shape[1]} positions): the Gram matrix would be "
-                           f"singular in most directions. Use more data (sequences) or later node layers.")
-    from interaction.build import Sources
-
-    sources = Sources(spec.position_sources or None, spec.hidden_sources or None)
-    for s in sections:
-        p, n_out = acts.shapes[s.end][1], acts.shapes[s.end][-1]
-        passes = sources.n_passes(p, n_out)
-        if passes > MAX_BACKWARD_PASSES:
-            raise BadInput(f"{s.start} -> {s.end} needs {passes:,} backward passes per basis ({p} positions × "
-                           f"{n_out} directions): set position_sources (rib uses 1 for language models) and/or "
-                           f"hidden_sources")
-
-
 @register(InteractionBasesSpec, long=True)
 def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
     import torch
 
     from interaction.ablation import edge_ablation_bisect, exponential_schedule, node_ablation_curve
-    from interaction.build import Sources, build_bases, collect_activations, squared_edges
-    from interaction.chain import build_sections
+    from interaction.build import collect_activations, squared_edges
     from interaction.fourier import dominant_frequencies
-    from interaction.models import chain_for
 
-    from .interaction_data import interaction_data
+    from .interaction_fit import load_bases, prepare, train_activations
 
     lm = ctx.model(spec.model)
-    chain = chain_for(lm)
-    sections = build_sections(chain, list(spec.node_layers), spec.last_pos_from or None)
-    data = interaction_data(lm, spec)
+    prepared = prepare(lm, spec)
+    sections, data, first_acts = prepared.sections, prepared.data, prepared.first_acts
     if spec.dtype == "float32":
         warnings.warn("float32 requested: the bases are computed in float64 all the same, because the "
                       "truncation threshold (1e-15 of rib's configs) is below float32's rounding (1e-7) and "
                       "would keep noise directions", stacklevel=1)
-    cut = chain.order.index(chain.canonical(spec.last_pos_from)) if spec.last_pos_from else None
-    first = chain.canonical(spec.node_layers[0])
-
-    def first_acts(inputs):
-        f = chain.activations_at(inputs, first)
-        return f[:, -1:] if cut is not None and chain.order.index(first) >= cut else f
-
     timing: dict[str, float] = {}
     clock = [time.perf_counter()]
 
@@ -145,12 +131,15 @@ def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
         timing[stage] = timing.get(stage, 0.0) + now - clock[0]
         clock[0] = now
 
-    ctx.progress(0.05, "activations")
-    big_output = lm.kind == "lm" and data.metric == "loss"  # a language model's logits: N·P·vocab, not kept
-    acts = collect_activations(first_acts(data.train), sections, keep_output=not big_output)
+    n = len(spec.bases)
+    fitted = {}
+    for b, fit in enumerate(spec.fits()):  # each basis once per model, data and settings: cached artifacts
+        done = ctx.require(fit, share=(0.02 + 0.5 * b / n, 0.02 + 0.5 * (b + 1) / n))
+        fitted[fit.basis] = load_bases(Path(done.summary["folder"]))
+    lap("grams and bases (fits)")
+    ctx.progress(0.55, "activations")
+    acts = train_activations(prepared, lm) if spec.edges or spec.edge_ablation else None
     test_acts = collect_activations(first_acts(data.test), sections, keep_output=False)
-    _check_sizes(acts, sections, spec)
-    sources = Sources(spec.position_sources or None, spec.hidden_sources or None, spec.seed)
 
     def run_from(i: int, f):
         with torch.no_grad():
@@ -164,13 +153,10 @@ def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
     lap("activations")
 
     rows, spectra, gram_rows, edge_rows, ablation_rows, top_rows, edge_ablation_rows, labels = ([] for _ in range(8))
-    n = len(spec.bases)
     for b, kind in enumerate(spec.bases):
-        share = lambda f, m="", b=b: ctx.progress(0.1 + 0.85 * (b + f) / n, m)  # noqa: E731
-        built = build_bases(kind, sections, acts, spec.truncation_threshold, progress=lambda f, m: share(0.4 * f, m),
-                            variance_layers=chain.variance_layers, sources=sources)
-        lap(f"{kind}: grams and bases")
-        for layer, basis in built.bases.items():
+        share = lambda f, m="", b=b: ctx.progress(0.6 + 0.4 * (b + f) / n, m)  # noqa: E731
+        bases = fitted[kind]
+        for layer, basis in bases.items():
             rows.append({"basis": kind, "node_layer": layer, "orig_dim": basis.orig_dim, "kept_dim": basis.kept_dim,
                          "rotated": basis.C is not None})
             if basis.Lambda is not None:
@@ -186,10 +172,10 @@ def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
                            for k, lab in enumerate(dominant_frequencies(values, data.p))]
         lap(f"{kind}: labels")
         for i, s in enumerate(sections):
-            a, c = built.bases[s.start], built.bases[s.end]
+            a, c = bases[s.start], bases[s.end]
             E = None
             if spec.edges or spec.edge_ablation:
-                share(0.4 + 0.3 * i / len(sections), f"{kind}: edges {s.start} -> {s.end}")
+                share(0.3 * i / len(sections), f"{kind}: edges {s.start} -> {s.end}")
                 E = squared_edges(s, acts.by_layer[s.start], a.C, a.C_pinv, c.C, n_intervals=spec.edge_intervals,
                                   sources=spec.edge_sources or None, seed=spec.seed)
                 lap(f"{kind}: edges")
@@ -203,14 +189,14 @@ def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
                                   "in_dim": E.shape[1], "total": float(E.sum()), "max": float(E.max()),
                                   "top50_share": float(flat[:50].sum() / flat.sum()) if float(flat.sum()) else None})
             if spec.node_ablation:
-                share(0.7 + 0.15 * i / len(sections), f"{kind}: ablating {s.start}")
+                share(0.3 + 0.3 * i / len(sections), f"{kind}: ablating {s.start}")
                 curve = node_ablation_curve(sections, test_acts.by_layer[s.start], i, a.C, a.C_pinv, data.measure,
                                             exponential_schedule(a.orig_dim))
                 ablation_rows += [{"basis": kind, "node_layer": s.start, "kept": k, data.metric: v}
                                   for k, v in curve.items()]
                 lap(f"{kind}: node ablation")
             if spec.edge_ablation:
-                share(0.85 + 0.15 * i / len(sections), f"{kind}: edge ablation {s.start} -> {s.end}")
+                share(0.6 + 0.4 * i / len(sections), f"{kind}: edge ablation {s.start} -> {s.end}")
                 found = edge_ablation_bisect(sections, test_acts.by_layer[s.start], i, E, a.C, a.C_pinv, c.C,
                                              c.C_pinv, data.measure, baseline, data.higher_is_better)
                 edge_ablation_rows += [{"basis": kind, "edge": f"{s.start} -> {s.end}", "kept_edges": k,
@@ -229,7 +215,8 @@ def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
     if labels:
         tables["directions"] = pd.DataFrame(labels)
     summary = {"model": spec.model, "bases": list(spec.bases), "node_layers": list(spec.node_layers),
-               "train_examples": int(len(data.train)), "test_examples": int(len(data.test)), "metric": data.metric,
+               "train_examples": int(len(data.train)), "basis_folders": {k: str(v) for k, v in
+                                                                        ((f.basis, ctx.workbench.artifact_folder(f)) for f in spec.fits())}, "test_examples": int(len(data.test)), "metric": data.metric,
                f"unablated_{data.metric}": baseline,
                "sources": {"positions": spec.position_sources, "hidden": spec.hidden_sources,
                            "edges": spec.edge_sources},
@@ -272,12 +259,24 @@ def lib_report(result: Result) -> dict:
     return out
 
 
-def interaction_graph(top: pd.DataFrame, layers: list[str], kind: str) -> go.Figure:
-    """Nodes: the first GRAPH_NODES directions of each layer (column = layer, row = rank by Λ); edges: the
-    strongest edges between them, width by strength; node colour: the graph's communities (networkx's
-    greedy modularity on the edge weights)."""
+def node_importance(tables: dict, kind: str) -> dict:
+    """{(layer, direction): importance}: LIB/IB's Λ (C's columns follow its order), PCA's Gram eigenvalue."""
+    if kind == "pca" or "lambda" not in tables or not len(tables["lambda"]):
+        g = tables["gram"]
+        return {(layer, int(i)): float(v) for layer, i, v in zip(g.node_layer, g["index"], g.eigenvalue)}
+    lam = tables["lambda"][tables["lambda"].basis == kind]
+    return {(layer, int(i)): float(v) for layer, i, v in zip(lam.node_layer, lam["index"], lam["lambda"])}
+
+
+def interaction_graph(top: pd.DataFrame, layers: list[str], kind: str, importance: dict | None = None,
+                      labels: dict | None = None) -> go.Figure:
+    """Nodes: the first GRAPH_NODES directions of each layer (column = layer, row = rank by Λ), sized by their
+    importance (Λ, or the Gram eigenvalue for PCA; per layer, by the square root) and named by their labels
+    (Fourier frequencies on modular addition); edges: the strongest edges between them, width by strength;
+    node colour: the graph's communities (networkx's greedy modularity on the edge weights)."""
     import networkx as nx
 
+    importance, labels = importance or {}, labels or {}
     top = top[(top.in_index < GRAPH_NODES) & (top.out_index < GRAPH_NODES)]
     g = nx.Graph()
     for r in top.itertuples():
@@ -293,14 +292,29 @@ def interaction_graph(top: pd.DataFrame, layers: list[str], kind: str) -> go.Fig
         fig.add_trace(go.Scatter(x=[x0, x1], y=[r.in_index, r.out_index], mode="lines", hoverinfo="skip",
                                  showlegend=False, line={"width": 0.5 + 6 * r.value / vmax, "color": "rgba(80,80,160,0.35)"}))
     nodes = sorted(g.nodes, key=lambda n: (layers.index(n[0]), n[1]))
+    biggest = {}
+    for n in nodes:
+        biggest[n[0]] = max(biggest.get(n[0], 0.0), abs(importance.get(n, 0.0)))
+    sizes = [6 + 16 * (abs(importance.get(n, 0.0)) / biggest[n[0]]) ** 0.5 if biggest[n[0]] else 9 for n in nodes]
     fig.add_trace(go.Scatter(x=[layers.index(n[0]) for n in nodes], y=[n[1] for n in nodes], mode="markers",
-                             marker={"size": 9, "color": [community.get(n, -1) for n in nodes], "colorscale": "Turbo"},
-                             text=[f"{n[0]} #{n[1]} · community {community.get(n, '-')}" for n in nodes],
+                             marker={"size": sizes, "color": [community.get(n, -1) for n in nodes], "colorscale": "Turbo"},
+                             text=[f"{n[0]} #{n[1]}" + (f" · {labels[n]}" if n in labels else "") +
+                                   (f" · importance {importance[n]:.3g}" if n in importance else "") +
+                                   f" · community {community.get(n, '-')}" for n in nodes],
                              hoverinfo="text", showlegend=False))
     fig.update_layout(title=f"{kind}: interaction graph (the strongest edges among the first {GRAPH_NODES} "
                             f"directions per layer)", xaxis={"tickvals": list(range(len(layers))), "ticktext": layers},
                       yaxis={"title": "direction (rank)", "autorange": "reversed"}, height=520)
     return fig
+
+
+def graph_inputs(tables: dict, kind: str) -> tuple[dict, dict]:
+    """The importance and labels of the nodes of one basis's graph."""
+    labels = {}
+    if "directions" in tables:
+        d = tables["directions"]
+        labels = {(r.node_layer, int(r.direction)): r.label for r in d[d.basis == kind].itertuples()}
+    return node_importance(tables, kind), labels
 
 
 def _figures(tables: dict, metric: str = "accuracy") -> dict[str, go.Figure]:
@@ -309,7 +323,7 @@ def _figures(tables: dict, metric: str = "accuracy") -> dict[str, go.Figure]:
         top = tables["top_edges"]
         layers = list(dict.fromkeys(tables["node_layers"].node_layer))  # forward order
         for kind, part in top.groupby("basis", sort=False):
-            figs[f"graph_{kind}"] = interaction_graph(part, layers, kind)
+            figs[f"graph_{kind}"] = interaction_graph(part, layers, kind, *graph_inputs(tables, kind))
     lam = tables["lambda"]
     if len(lam):
         fig = go.Figure()

@@ -121,9 +121,11 @@ class BuildResult:
 
 
 def build_bases(kind: str, sections: list[Section], acts: Activations, threshold: float = 1e-15,
-                progress=None, variance_layers: frozenset[str] = frozenset(), sources: Sources = EXACT) -> BuildResult:
+                progress=None, variance_layers: frozenset[str] = frozenset(), sources: Sources = EXACT,
+                pca_whiten: bool = False) -> BuildResult:
     """LIB ("lib": M from the next layer's LIB functions), the Interaction Basis ("ib": from the final
-    layer's functions, rib's naive gradient flow) or PCA ("pca": the centred Gram eigenbasis)."""
+    layer's functions, rib's naive gradient flow) or PCA ("pca": the centred Gram eigenbasis, rib's "svd"
+    baseline; `pca_whiten`: each direction scaled to unit variance, C = R)."""
     if kind not in BASIS_KINDS:
         raise ValueError(f"unknown basis '{kind}'; use one of {', '.join(BASIS_KINDS)}")
     layers = [sections[0].start] + [s.end for s in sections]
@@ -140,7 +142,8 @@ def build_bases(kind: str, sections: list[Section], acts: Activations, threshold
         grams[layer] = gram
         w = whitening(gram, mean, threshold, eig, n_fixed=n_var)
         if kind == "pca":
-            bases[layer] = Basis(w.W, w.W_pinv, orig_dim=len(gram), W=w.W, gram_eigenvalues=w.gram_eigenvalues)
+            C, C_pinv = (w.R, w.R_pinv) if pca_whiten else (w.W, w.W_pinv)
+            bases[layer] = Basis(C, C_pinv, orig_dim=len(gram), W=w.W, gram_eigenvalues=w.gram_eigenvalues)
             continue
         if kind == "lib":
             section, C_out = sections[i], bases[sections[i].end].C

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analyses.interaction_bases import InteractionBasesSpec, default_settings, interaction_graph
+from analyses.interaction_bases import InteractionBasesSpec, default_settings, graph_inputs, interaction_graph
 from app import urlstate, widgets
 from app.services import workbench
 
 BASIS_LABELS = {"lib": "LIB (local, from the next layer's LIB)", "ib": "Interaction Basis (from the logits)",
                 "pca": "PCA (centred, the baseline)"}
 SHOWN = ("node_layers", "bases", "last_pos_from", "edges", "node_ablation", "edge_ablation", "edge_intervals",
-         "position_sources", "hidden_sources", "edge_sources", "sequences", "seq_len")
+         "position_sources", "hidden_sources", "edge_sources", "sequences", "seq_len", "pca_whiten")
 
 wb = workbench()
 st.title("Interaction bases")
@@ -71,6 +71,8 @@ edge_ablation = d3.checkbox("Edge ablation (bisect N)", value=False, key="ib_edg
                                  "measurement; one forward pass per output direction and probe: minutes on a "
                                  "transformer's attention section")
 intervals = d4.number_input("Edge IG intervals (0: α = 1)", 0, 100, value=0, key="ib_edge_intervals")
+whiten = st.checkbox("Whitened PCA (each direction at unit variance)", value=False, key="ib_pca_whiten",
+                     help="rib's PCA baseline is not whitened (C = W); whitened: C = W D^-1/2")
 with st.expander("Stochastic sources and data (language models)", expanded=is_lm):
     e1, e2, e3, e4, e5 = st.columns(5)
     pos_sources = e1.number_input("Sources over positions (0: exact)", 0, 1000, key="ib_position_sources")
@@ -85,7 +87,7 @@ try:
                              edges=edges, node_ablation=ablation, edge_ablation=edge_ablation,
                              edge_intervals=int(intervals), position_sources=int(pos_sources),
                              hidden_sources=int(hidden_sources), edge_sources=int(edge_sources),
-                             sequences=int(sequences), seq_len=int(seq_len)),
+                             sequences=int(sequences), seq_len=int(seq_len), pca_whiten=whiten),
         shown=SHOWN)
     spec.validate()
 except Exception as e:  # noqa: BLE001
@@ -106,7 +108,8 @@ if res is not None:
         layer_names = list(dict.fromkeys(res.tables["node_layers"].node_layer))
         for kind, part in top.groupby("basis", sort=False):
             part = part.groupby("edge", sort=False).head(n)
-            st.plotly_chart(interaction_graph(part, layer_names, kind), key=f"ib_graph_{kind}_{spec.hash}_{n}")
+            st.plotly_chart(interaction_graph(part, layer_names, kind, *graph_inputs(res.tables, kind)),
+                            key=f"ib_graph_{kind}_{spec.hash}_{n}")
     widgets.show_result(res, spec.hash, f"ib-{spec.hash}",
                         urlstate.share_link("interaction_bases", a=spec.hash, model=lm.id),
                         drawn=tuple(f for f in res.figures if f.startswith("graph_")),

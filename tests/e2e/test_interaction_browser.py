@@ -29,5 +29,5 @@ def test_a_shared_lib_result_opens_with_its_graph(server, browser, server_workbe
     charts = page.locator("[data-testid='stPlotlyChart']")
     assert charts.count() >= 4  # two interaction graphs, spectra, node ablation
     page.wait_for_selector("text=lib: interaction graph", timeout=60_000)  # drawn by Plotly in the browser
-    assert f"a={outcome.spec_hash}" in body  # the share link shown is this result's
+    page.wait_for_selector(f"text=a={outcome.spec_hash}", timeout=60_000)  # the share link shown is this result's
     page.close()

@@ -151,3 +151,14 @@ def test_fourier_labels_name_the_planted_frequencies():
     labels = dominant_frequencies(values, p)
     assert [x["label"] for x in labels] == ["a: 3", "b: 5", "a+b: 4", "a−b: 2", "constant"]
     assert all(x["power_share"] == pytest.approx(1.0) for x in labels[:4])
+
+
+def test_whitened_pca_gives_unit_variance_directions():
+    net, sections, acts, _ = _planted_bases()
+    from interaction.build import build_bases
+
+    basis = build_bases("pca", sections, acts, pca_whiten=True).bases["hook_input"]
+    f = acts.by_layer["hook_input"].reshape(-1, 11)
+    f_hat = (f @ basis.C)[:, 1:]  # the constant direction first
+    cov = (f_hat - f_hat.mean(0)).T @ (f_hat - f_hat.mean(0)) / len(f_hat)
+    torch.testing.assert_close(cov, torch.eye(10, dtype=torch.float64), atol=1e-8, rtol=0)

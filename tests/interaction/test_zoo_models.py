@@ -129,3 +129,21 @@ def test_bad_input_gets_a_clear_message(wb):
     with pytest.warns(UserWarning, match="float32 requested"):
         wb.run(InteractionBasesSpec(model="zoo-digits-mlp", node_layers=("hook_input", "logits"), last_pos_from="",
                                     bases=("pca",), dtype="float32", edges=False))
+
+
+def test_the_bases_are_fitted_once_and_reused_by_later_analyses(wb, mlp):
+    from analyses.interaction_fit import load_bases
+
+    spec = InteractionBasesSpec(model="zoo-digits-mlp", node_layers=("hook_input", "layers.2.hook_out",
+                                                                     "layers.4.hook_out", "logits"),
+                                last_pos_from="", bases=("lib", "pca"), edges=False, node_ablation=True)
+    res = wb.run(spec).result  # another analysis on the same bases
+    for fit in spec.fits():
+        assert wb.run(fit).cached  # fitted once, by the first analysis
+        bases = load_bases(wb.artifact_folder(fit))
+        assert {k: b.kept_dim for k, b in bases.items()} == wb.cached(fit).summary["kept_dims"]
+    same = ["basis", "node_layer", "kept", "accuracy"]
+    assert res.tables["node_ablation"][same].equals(mlp.tables["node_ablation"][same])
+    assert res.summary["basis_folders"] == mlp.summary["basis_folders"]
+    with pytest.raises(BadInput, match="cannot be read"):
+        load_bases(wb.settings.home / "no-such-basis")
