@@ -4,7 +4,7 @@ workbench; beside rib's own build times recorded in its results (calc_grams_time
 calc_edges_time of rib_scripts/rib_build/sample_configs_modadd/out/modular_arithmetic_{rib,pca}_seed0_rib_graph.pt,
 on the authors' machine, so a ratio across machines is indicative only).
 
-    .venv/bin/python bench/bench_interaction.py [--only modadd,lm,mlp] [--out bench/results_interaction.json]
+    .venv/bin/python bench/bench_interaction.py [--only modadd,modadd_edges,lm,mlp] [--out bench/results_interaction.json]
 """
 from __future__ import annotations
 
@@ -25,11 +25,21 @@ RIB_SECONDS = {"lib": {"grams": 0.0005677739779154459 * 60, "bases": 0.009626905
                        "edges": 0.010863280296325684 * 60}}
 
 
+# rib's edge ablation on the same checkpoint (…_{rib,pca}_seed0_edge_ablation_results.json): the fewest
+# edges within 0.001 of the unablated test accuracy, per section by its first node layer
+RIB_EDGES_NEEDED = {"lib": {"ln1.0": 133, "ln2.0": 82, "unembed": 633},
+                    "pca": {"ln1.0": 167, "ln2.0": 114, "unembed": 682}}
+
+
 def cases():
     from analyses.interaction_bases import InteractionBasesSpec
 
     return {
         "modadd": InteractionBasesSpec(model="rib-modadd", bases=("lib", "pca")),
+        # the bases at ln2.0 and unembed depend only on the layers after them, so these are rib's full build's
+        "modadd_edges": InteractionBasesSpec(model="rib-modadd", node_layers=("blocks.0.hook_resid_mid",
+                                                                              "blocks.0.hook_resid_post", "logits"),
+                                             bases=("lib", "pca"), node_ablation=False, edge_ablation=True),
         "lm": InteractionBasesSpec(model="zoo-lm", node_layers=("blocks.0.hook_resid_pre", "blocks.0.hook_resid_mid",
                                                                 "blocks.1.hook_resid_pre", "blocks.1.hook_resid_mid",
                                                                 "blocks.1.hook_resid_post", "logits"),
@@ -43,7 +53,7 @@ def cases():
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="modadd,lm,mlp")
+    ap.add_argument("--only", default="modadd,modadd_edges,lm,mlp")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results_interaction.json")))
     args = ap.parse_args(argv)
     names = args.only.split(",")
@@ -51,7 +61,7 @@ def main(argv=None) -> None:
         import subprocess
         import tempfile
 
-        out = {"rib_recorded_seconds": RIB_SECONDS, "cases": {}}
+        out = {"rib_recorded_seconds": RIB_SECONDS, "rib_edges_needed": RIB_EDGES_NEEDED, "cases": {}}
         for name in names:
             part = Path(tempfile.mkdtemp()) / f"{name}.json"
             subprocess.run([sys.executable, __file__, "--only", name, "--out", str(part)], check=True)
@@ -59,15 +69,17 @@ def main(argv=None) -> None:
         Path(args.out).write_text(json.dumps(out, indent=1))
         return
     wb = fresh_workbench("bench-interaction-")
-    out = {"rib_recorded_seconds": RIB_SECONDS, "cases": {}}
+    out = {"rib_recorded_seconds": RIB_SECONDS, "rib_edges_needed": RIB_EDGES_NEEDED, "cases": {}}
     for name in names:
         spec = cases()[name]
         wb.models.get(spec.model)  # loading is not a stage
         start = time.perf_counter()
+        fit_seconds = {fit.basis: round(wb.run(fit).seconds, 2) for fit in spec.fits()}  # Gram, M and C per basis
         res = wb.run(spec).result
         s = res.summary
         out["cases"][name] = {"spec": spec.to_dict(), "seconds": round(time.perf_counter() - start, 2),
-                              "stages": s["timing"],
+                              "stages": {**{f"{k}: grams and bases": v for k, v in fit_seconds.items()},
+                                         **{k: v for k, v in s["timing"].items() if "(fits)" not in k}},
                               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                               "train_examples": s["train_examples"], "metric": s["metric"],
                               "unablated": s[f"unablated_{s['metric']}"],
