@@ -24,7 +24,8 @@ MAX_BACKWARD_PASSES = 200_000  # per basis: more would run for hours on a CPU; u
 
 
 @dataclass(frozen=True)
-class InteractionBasisSpec(FitSpec, kind="interaction_basis", title="Interaction basis (fit)"):
+class InteractionBasisSpec(FitSpec, kind="interaction_basis", title="Interaction basis (fit)",
+                           page="interaction_bases"):
     ARTIFACT = "interaction_bases"
     basis: str = "lib"
     node_layers: tuple[str, ...] = ()
