@@ -41,7 +41,8 @@ def counted(lo: int = 0, hi: int | None = None, noun: str = "item") -> Any:
     return field(default=(), metadata={"count": (lo, hi, noun)})
 
 
-def added(default: Any, legacy: Any, choices: tuple | None = None) -> Any:
+def added(default: Any, legacy: Any, choices: tuple | None = None, lo: float | None = None,
+          hi: float | None = None) -> Any:
     """A field added after specs of its kind were stored and shared. Specs stored before it existed
     lack it and meant `legacy`: the canonical JSON leaves the field out when it holds `legacy`, so those
     specs keep their hash (and their share links and cached results), and a stored spec read back
@@ -49,6 +50,8 @@ def added(default: Any, legacy: Any, choices: tuple | None = None) -> Any:
     meta = {"legacy": legacy}
     if choices is not None:
         meta["choices"] = tuple(choices)
+    if lo is not None or hi is not None:
+        meta["range"] = (lo, hi)  # as bounded()
     return field(default=default, metadata=meta)
 
 

@@ -39,13 +39,13 @@ class InteractionBasesSpec(Spec, kind="interaction_bases", title="Interaction ba
     truncation_threshold: float = 1e-15
     edges: bool = True
     node_ablation: bool = True
-    edge_intervals: int = added(0, legacy=0)  # 0: α = 1 (gradient × activation); n: integrated gradients
-    position_sources: int = added(0, legacy=0)  # rib's n_stochastic_sources_basis_pos; 0 = exact
-    hidden_sources: int = added(0, legacy=0)  # rib's n_stochastic_sources_basis_hidden; 0 = exact
-    edge_sources: int = added(0, legacy=0)  # rib's n_stochastic_sources_edges (over positions); 0 = exact
+    edge_intervals: int = added(0, legacy=0, lo=0, hi=1000)  # 0: α = 1 (gradient × activation); n: IG
+    position_sources: int = added(0, legacy=0, lo=0, hi=1000)  # rib's n_stochastic_sources_basis_pos; 0 = exact
+    hidden_sources: int = added(0, legacy=0, lo=0, hi=1000)  # rib's n_stochastic_sources_basis_hidden; 0 = exact
+    edge_sources: int = added(0, legacy=0, lo=0, hi=1000)  # rib's n_stochastic_sources_edges (positions); 0 = exact
     edge_ablation: bool = added(False, legacy=False)
-    sequences: int = added(16, legacy=16)  # language models: corpus rows per split
-    seq_len: int = added(64, legacy=64)
+    sequences: int = added(16, legacy=16, lo=1, hi=4096)  # language models: corpus rows per split
+    seq_len: int = added(64, legacy=64, lo=2, hi=4096)
     seed: int = added(0, legacy=0)  # the stochastic sources' draws
     dtype: str = added("float64", legacy="float64", choices=("float64", "float32"))
     pca_whiten: bool = added(False, legacy=False)  # PCA scaled to unit variance per direction (rib's whitened baseline)
@@ -76,34 +76,30 @@ class InteractionBasesSpec(Spec, kind="interaction_bases", title="Interaction ba
             raise BadInput(f"bases are {', '.join(BASIS_KINDS)}; got {', '.join(bad) or 'none'}")
         if not 0 < self.truncation_threshold < 1:
             raise BadInput("truncation_threshold must be in (0, 1)")
-        for name in ("edge_intervals", "position_sources", "hidden_sources", "edge_sources"):
-            if not 0 <= getattr(self, name) <= 1000:
-                raise BadInput(f"{name} must be between 0 and 1000")
-        if not (1 <= self.sequences <= 4096 and 2 <= self.seq_len <= 4096):
-            raise BadInput("sequences must be in 1..4096 and seq_len in 2..4096")
-        if self.dtype not in ("float64", "float32"):
-            raise BadInput("dtype is float64 or float32")
 
     def describe(self) -> str:
         return f"interaction bases ({', '.join(self.bases)}) of {self.model}"
 
 
 def default_settings(lm, chain) -> dict:
-    """The node layers and last-position cut a model starts with: rib's mod-add layers and cut on a
-    1-layer transformer task, every residual stream of a language model (no cut: the next-token loss reads
-    every position), the input, each ReLU and the output of an MLP."""
+    """The node layers, last-position cut and stochastic sources a model starts with: rib's mod-add layers
+    and cut on a 1-layer transformer task; every residual stream of a language model (no cut: the
+    next-token loss reads every position) with one source over positions for M and for the edges, as
+    rib's LM configs; the input, each ReLU and the output of an MLP. The page and the CLI start from these."""
     from compute.tasks import task_for
     from compute.tasks.language_modeling import LanguageModelling
 
     order = chain.order
+    exact = {"position_sources": 0, "edge_sources": 0, "language_model": False}
     if lm.kind == "image":
         return {"node_layers": tuple(n for n in order if n == order[0] or n == order[-1] or
-                                     order.index(n) % 2 == 0), "last_pos_from": ""}
+                                     order.index(n) % 2 == 0), "last_pos_from": "", **exact}
     if isinstance(task_for(lm), LanguageModelling):
-        return {"node_layers": tuple(n for n in order if "hook_resid" in n) + (order[-1],), "last_pos_from": ""}
+        return {"node_layers": tuple(n for n in order if "hook_resid" in n) + (order[-1],), "last_pos_from": "",
+                "position_sources": 1, "edge_sources": 1, "language_model": True}
     layers = tuple(n for n in DEFAULT_NODE_LAYERS if n in order)
     return {"node_layers": layers if len(layers) >= 2 else (order[0], order[-1]),
-            "last_pos_from": "blocks.0.hook_resid_mid" if "blocks.0.hook_resid_mid" in order else ""}
+            "last_pos_from": "blocks.0.hook_resid_mid" if "blocks.0.hook_resid_mid" in order else "", **exact}
 
 
 @register(InteractionBasesSpec, long=True)
@@ -215,8 +211,8 @@ def run_interaction_bases(spec: InteractionBasesSpec, ctx) -> Result:
     if labels:
         tables["directions"] = pd.DataFrame(labels)
     summary = {"model": spec.model, "bases": list(spec.bases), "node_layers": list(spec.node_layers),
-               "train_examples": int(len(data.train)), "basis_folders": {k: str(v) for k, v in
-                                                                        ((f.basis, ctx.workbench.artifact_folder(f)) for f in spec.fits())}, "test_examples": int(len(data.test)), "metric": data.metric,
+               "train_examples": int(len(data.train)), "test_examples": int(len(data.test)), "metric": data.metric,
+               "basis_folders": {f.basis: str(ctx.workbench.artifact_folder(f)) for f in spec.fits()},
                f"unablated_{data.metric}": baseline,
                "sources": {"positions": spec.position_sources, "hidden": spec.hidden_sources,
                            "edges": spec.edge_sources},

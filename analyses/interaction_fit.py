@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from compute.errors import BadInput
 
-from .base import FitSpec, Result, added
+from .base import FitSpec, Result, added, bounded
 from .registry import register
 
 MAX_BACKWARD_PASSES = 200_000  # per basis: more would run for hours on a CPU; use stochastic sources
@@ -31,10 +31,10 @@ class InteractionBasisSpec(FitSpec, kind="interaction_basis", title="Interaction
     node_layers: tuple[str, ...] = ()
     last_pos_from: str = ""
     truncation_threshold: float = 1e-15
-    position_sources: int = 0
-    hidden_sources: int = 0
-    sequences: int = 16
-    seq_len: int = 64
+    position_sources: int = bounded(0, 0, 1000)
+    hidden_sources: int = bounded(0, 0, 1000)
+    sequences: int = bounded(16, 1, 4096)
+    seq_len: int = bounded(64, 2, 4096)
     seed: int = 0
     pca_whiten: bool = added(False, legacy=False)
 

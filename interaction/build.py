@@ -85,7 +85,7 @@ class Sources:
                 pos = slice(None) if P else t
                 hid = slice(None) if H else i
                 shape = phi[:, pos, hid].shape
-                phi[:, pos, hid] = (torch.randint(0, 2, shape, generator=generator) * 2 - 1).double() if (P or H) else 1.0
+                phi[:, pos, hid] = random_signs(shape, generator) if (P or H) else 1.0
                 yield phi, weight
 
     def n_passes(self, p: int, k: int) -> int:
@@ -93,6 +93,11 @@ class Sources:
 
 
 EXACT = Sources()
+
+
+def random_signs(shape, generator: torch.Generator) -> torch.Tensor:
+    """±1 with equal probability (rib's stochastic sources), float64."""
+    return (torch.randint(0, 2, shape, generator=generator) * 2 - 1).double()
 
 
 def basis_jacobian_M(section: Section, f_in: torch.Tensor, C_out: torch.Tensor | None,
@@ -195,7 +200,7 @@ def squared_edges(section: Section, f_in: torch.Tensor, C_in: torch.Tensor, C_in
             out = section.run(x @ C_in_pinv)
             graphs.append((x, out @ C_out if C_out is not None else out, w))  # out: [b, P', k_out]
         b, T, k_out = graphs[0][1].shape
-        phi = (torch.randint(0, 2, (b, sources, T), generator=gen) * 2 - 1).double() if sources else None
+        phi = random_signs((b, sources, T), gen) if sources else None
         if E is None:
             E = torch.zeros(k_out, f_hat.shape[-1], dtype=torch.float64)
         for r in range(sources or T):

@@ -40,22 +40,19 @@ except BadInput as e:
             "(`zoo-modadd`, `zoo-lm`) and MLPs (`zoo-digits-mlp`).")
     st.stop()
 order = chain.order
-from compute.tasks import task_for  # noqa: E402
-from compute.tasks.language_modeling import LanguageModelling  # noqa: E402
-
-is_lm = isinstance(task_for(lm), LanguageModelling)  # stochastic sources and corpus rows, no last-position cut
+defaults = default_settings(lm, chain)
+is_lm = defaults["language_model"]  # stochastic sources and corpus rows, no last-position cut
 if st.session_state.get("ib_model") != lm.id:  # the defaults of this model
     st.session_state.ib_model = lm.id
     if taken is None:
         for name in SHOWN:
             st.session_state.pop(f"ib_{name}", None)
-defaults = default_settings(lm, chain)
 st.session_state.setdefault("ib_node_layers", list(defaults["node_layers"]))
 st.session_state.setdefault("ib_bases", ["lib", "pca"])
 st.session_state.setdefault("ib_last_pos_from", defaults["last_pos_from"])
-st.session_state.setdefault("ib_position_sources", 1 if is_lm else 0)
+st.session_state.setdefault("ib_position_sources", defaults["position_sources"])
 st.session_state.setdefault("ib_hidden_sources", 0)
-st.session_state.setdefault("ib_edge_sources", 1 if is_lm else 0)
+st.session_state.setdefault("ib_edge_sources", defaults["edge_sources"])
 
 c1, c2, c3 = st.columns([3, 2, 2])
 layers = c1.multiselect("Node layers (in forward order, the output last)", order, key="ib_node_layers")
