@@ -206,7 +206,8 @@ def cmd_lib(args) -> int:
 
     configure_threads()
     wb = Workbench()
-    if args.node_layers is None or args.last_pos_from is None:  # the model's own defaults, as the page's
+    if None in (args.node_layers, args.last_pos_from, args.position_sources, args.edge_sources):
+        # the model's own defaults, as the page's
         from analyses.interaction_bases import default_settings
         from interaction.models import chain_for
 
@@ -215,12 +216,14 @@ def cmd_lib(args) -> int:
     layers = (tuple(x.strip() for x in args.node_layers.split(",") if x.strip()) if args.node_layers is not None
               else defaults["node_layers"])
     last_pos = args.last_pos_from if args.last_pos_from is not None else defaults["last_pos_from"]
+    position_sources = args.position_sources if args.position_sources is not None else defaults["position_sources"]
+    edge_sources = args.edge_sources if args.edge_sources is not None else defaults["edge_sources"]
     bases = tuple(x.strip() for x in args.basis.split(",") if x.strip())
     spec = InteractionBasesSpec(model=args.model, node_layers=layers, bases=bases,
                                 last_pos_from=last_pos, edges=not args.no_edges,
                                 node_ablation=not args.no_node_ablation, edge_ablation=args.edge_ablation,
-                                edge_intervals=args.edge_intervals, position_sources=args.position_sources,
-                                hidden_sources=args.hidden_sources, edge_sources=args.edge_sources,
+                                edge_intervals=args.edge_intervals, position_sources=position_sources,
+                                hidden_sources=args.hidden_sources, edge_sources=edge_sources,
                                 sequences=args.sequences, seq_len=args.seq_len, seed=args.seed)
     outcome = wb.run(spec)
     _print({"hash": outcome.spec_hash, **lib_report(outcome.result)} if not args.json else lib_report(outcome.result),
@@ -317,9 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--edge-ablation", action="store_true",
                    help="bisect the fewest strongest edges per pair of layers within 0.001 of the unablated measurement")
     q.add_argument("--edge-intervals", type=int, default=0, help="integrated gradients over n intervals (0: alpha = 1)")
-    q.add_argument("--position-sources", type=int, default=0, help="stochastic sources over positions for M (0: exact)")
+    q.add_argument("--position-sources", type=int, default=None,
+                   help="stochastic sources over positions for M (0: exact; default: 1 for an LM, else 0)")
     q.add_argument("--hidden-sources", type=int, default=0, help="stochastic sources over directions for M (0: exact)")
-    q.add_argument("--edge-sources", type=int, default=0, help="stochastic sources over positions for edges (0: exact)")
+    q.add_argument("--edge-sources", type=int, default=None,
+                   help="stochastic sources over positions for edges (0: exact; default: 1 for an LM, else 0)")
     q.add_argument("--sequences", type=int, default=16, help="language models: corpus rows per split")
     q.add_argument("--seq-len", type=int, default=64, help="language models: tokens per row")
     q.add_argument("--seed", type=int, default=0, help="the stochastic sources' draws")
