@@ -130,10 +130,10 @@ def run_attention_features(spec: AttentionFeaturesSpec, ctx) -> Result:
     feats = ex.feature.to_numpy().astype(np.int64)
     dfa = dfa_at(run, enc, local, dests, feats)  # [examples, heads, src]
     # exactness on these examples: terms + bias = the pre-activation of the cached z
-    pre = (acts[torch.as_tensor(ex.token_index.to_numpy())].float() @ enc.weight)[torch.arange(len(ex)),
-                                                                                   torch.as_tensor(feats)] \
-        + enc.bias[torch.as_tensor(feats)] if len(ex) else torch.zeros(0)
-    dfa_error = float((dfa.sum((1, 2)) + enc.bias[torch.as_tensor(feats)] - pre).abs().max()) if len(ex) else 0.0
+    at = torch.as_tensor(ex.token_index.to_numpy().copy())
+    f_idx = torch.as_tensor(feats)
+    pre = (acts[at].float() * enc.weight[:, f_idx].T).sum(1) + enc.bias[f_idx]
+    dfa_error = float((dfa.sum((1, 2)) + enc.bias[f_idx] - pre).abs().max()) if len(ex) else 0.0
     rule = spec.rule()
     ev = source_shares(dfa, run.tokens[torch.as_tensor(local)], dests, rule)
     head_mass = dfa.abs().sum(2)

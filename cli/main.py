@@ -231,6 +231,35 @@ def cmd_lib(args) -> int:
     return 0
 
 
+def cmd_circuits(args) -> int:
+    from analyses.circuits import CircuitsSpec, circuits_report
+    from analyses.workbench import Workbench, configure_threads
+    from circuits.tasks import BUILT_IN
+    from compute.errors import BadInput
+
+    task, text = args.task, ""
+    if task not in BUILT_IN:  # a task file (JSON or CSV)
+        path = Path(task).expanduser()
+        if not path.is_file():
+            raise BadInput(f"'{task}' is neither a built-in task ({', '.join(BUILT_IN)}) nor a task file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError) as e:
+            raise BadInput(f"cannot read the task file {path}: {type(e).__name__}") from None
+        task = path.stem
+    configure_threads()
+    wb = Workbench()
+    methods = tuple(x.strip() for x in args.method.split(",") if x.strip())
+    spec = CircuitsSpec(model=args.model, task=task, task_text=text, methods=methods, n_pairs=args.pairs,
+                        seed=args.seed, ground_truth=args.ground_truth)
+    outcome = wb.run(spec)
+    report = circuits_report(outcome.result)
+    for warning in outcome.result.summary.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    _print(report if args.json else {"hash": outcome.spec_hash, **report}, args.json)
+    return 0
+
+
 def _short_names(methods) -> str:
     return ", ".join(m.aliases[0] if m.aliases else m.name for m in methods.values())
 
@@ -330,6 +359,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0, help="the stochastic sources' draws")
     q.add_argument("--json", action="store_true")
     q.set_defaults(fn=cmd_lib)
+    p = sub.add_parser("circuits", help="which attention heads matter for a task: patching, attribution patching, "
+                                        "discrete SAE codes, scored against patching")
+    p.add_argument("--model", default="zoo-lm")
+    p.add_argument("--task", default="induction",
+                   help="a built-in task (induction, init_assign, close_bracket, ioi, greater_than, docstring) or a "
+                        "JSON/CSV file of positive,negative,answer[,wrong] pairs")
+    p.add_argument("--method", default="codes,patching,attribution_patching",
+                   help="comma-separated: codes, patching, attribution_patching (patching always runs: it is the "
+                        "ground truth)")
+    p.add_argument("--pairs", type=int, default=32, help="pairs drawn from a built-in task")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ground-truth", type=float, default=0.1,
+                   help="a head is in the circuit when patching it removes this share of the logit difference")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_circuits)
     p = sub.add_parser("attribute", help="compare attribution methods on a prompt (or a file of prompts)")
     p.add_argument("--model", default="zoo-lm")
     p.add_argument("--prompt")

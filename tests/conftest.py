@@ -46,6 +46,20 @@ def small_sae(wb):
     return spec.hash
 
 
+ATTENTION_SAE_HOOK = "blocks.1.attn.hook_z"
+
+
+@pytest.fixture(scope="session")
+def attention_sae(wb):
+    """A TopK SAE on the zoo LM's layer-1 attention output (hook_z, 6 heads × 32), trained once (~10 s)."""
+    from analyses.sae_runs import SAETrainSpec
+
+    spec = SAETrainSpec(model="zoo-lm", hook=ATTENTION_SAE_HOOK, arch="topk", k=8, d_sae=256, n_tokens=65_536,
+                        batch_size=1024, lr=2e-3, eval_tokens=4096)
+    wb.run(spec)
+    return spec.hash
+
+
 @pytest.fixture
 def fresh_settings(tmp_path):
     from compute.settings import Settings

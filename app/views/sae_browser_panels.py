@@ -123,6 +123,9 @@ def feature_dashboard(wb, spec: SAEDashboardSpec, model: str, dash) -> None:
                         ("max activation", f"{s['max_activation']:.3f}"),
                         ("status", "dead" if s["dead"] else ("underused" if s["underused"] else "live"))])
     widgets.share_box(feature_link(spec, s["feature"], exact=fspec.hash))
+    if s["hook"].endswith("attn.hook_z"):  # an attention-output SAE: which heads write it, from where it reads
+        st.markdown(f"[Heads and direct feature attribution of feature {s['feature']}]"
+                    f"({urlstate.share_link('attention_features', model=model, sae=spec.sae, feature=s['feature'])})")
     ex = res.tables["examples"]
     left, right = st.columns([3, 2])
     with left:
