@@ -75,7 +75,7 @@ class AttentionDFASpec(SAESpec, kind="attention_dfa", title="Direct feature attr
         check_prompt_text(self.prompt)
 
 
-def _attention_sae(ctx, spec):
+def attention_sae(ctx, spec):
     from circuits.dfa import hook_layer
     from circuits.encoder import affine_encoder
 
@@ -85,7 +85,7 @@ def _attention_sae(ctx, spec):
     return lm, sae, hook, layer, affine_encoder(sae)
 
 
-def _head_names(layer: int, n_heads: int) -> list[str]:
+def head_names(layer: int, n_heads: int) -> list[str]:
     return [f"L{layer}H{h}" for h in range(n_heads)]
 
 
@@ -98,9 +98,9 @@ def run_attention_features(spec: AttentionFeaturesSpec, ctx) -> Result:
 
     from .sae_dashboard import vocab_strings
 
-    lm, sae, hook, layer, enc = _attention_sae(ctx, spec)
+    lm, sae, hook, layer, enc = attention_sae(ctx, spec)
     n_heads = int(lm.model.cfg.n_heads)
-    names = _head_names(layer, n_heads)
+    names = head_names(layer, n_heads)
     aset = ctx.workbench.activations.get_or_build(lm, spec.dataset, hook, spec.n_tokens, seq_len=spec.seq_len,
                                                   progress=lambda f, m="": ctx.progress(0.3 * f, "caching hook_z"))
     acts = aset.load(spec.n_tokens)
@@ -204,7 +204,7 @@ def run_attention_feature(spec: AttentionFeatureSpec, ctx) -> Result:
         raise BadInput(f"feature {f} is out of range: this SAE has {len(feats)} features (0–{len(feats) - 1})")
     row = feats.iloc[f]
     s = base.summary
-    names = _head_names(s["layer"], s["n_heads"])
+    names = head_names(s["layer"], s["n_heads"])
     heads = pd.DataFrame({"head": names, "weight_share": [row[f"weight_{n}"] for n in names],
                           "activation_share": [row[f"activation_{n}"] for n in names]})
     ex = base.tables["examples"]
@@ -226,13 +226,13 @@ def run_attention_dfa(spec: AttentionDFASpec, ctx) -> Result:
     from circuits.dfa import attention_run, dfa_matrix
     from circuits.encoder import pre_activation
 
-    lm, sae, hook, layer, enc = _attention_sae(ctx, spec)
+    lm, sae, hook, layer, enc = attention_sae(ctx, spec)
     if spec.feature >= sae.cfg.d_sae:
         raise BadInput(f"feature {spec.feature} is out of range: this SAE has {sae.cfg.d_sae} features")
     tokens = prompt_tokens(lm, spec.prompt)
     run = attention_run(lm.model, layer, tokens)
     n_heads = run.pattern.shape[1]
-    names = _head_names(layer, n_heads)
+    names = head_names(layer, n_heads)
     z = run.z[0]
     check_width(sae, z.shape[1], hook, lm)
     pre = pre_activation(sae, z)[:, spec.feature].cpu()

@@ -81,3 +81,25 @@ def dfa_heatmaps(M: np.ndarray, tokens: list[str], heads: list[str], feature: in
     fig.update_layout(title=f"Feature {feature}: DFA by destination (rows) and source (columns); "
                             f"dotted: destination {dest}", height=320 * rows + 80)
     return fig
+
+
+def upstream_waterfall(parts: pd.DataFrame, feature: int, dest: int) -> go.Figure:
+    """The recursive DFA's parts adding up to the pre-activation (the last bar, a total)."""
+    n = len(parts)
+    fig = go.Figure(go.Waterfall(x=list(parts.part), y=list(parts.value), measure=["relative"] * (n - 1) + ["total"],
+                                 texttemplate="%{y:.3f}", connector=dict(line=dict(color="#999", width=1))))
+    fig.update_layout(title=f"Feature {feature} at destination {dest}: where its pre-activation comes from",
+                      yaxis_title="pre-activation", height=380)
+    return fig
+
+
+def upstream_bars(terms: pd.DataFrame, heads: list[str], feature: int, dest: int) -> go.Figure:
+    """The largest (upstream feature, source) terms, split by the head whose value path carries them."""
+    x = [f"u{u} @ {s} {t!r}" for u, s, t in zip(terms.upstream_feature, terms.source, terms.source_token)]
+    fig = go.Figure()
+    for h in heads:
+        fig.add_bar(x=x, y=terms[h], name=h)
+    fig.update_layout(title=f"Feature {feature} at destination {dest}: upstream features by source (through W_V)",
+                      barmode="relative", yaxis_title="contribution to the pre-activation", height=420,
+                      xaxis_tickangle=-40)
+    return fig

@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from analyses.attention_features import AttentionDFASpec, AttentionFeatureSpec, AttentionFeaturesSpec
+from analyses.attention_upstream import AttentionUpstreamSpec, upstream_hooks
 from analyses.sae_runs import finished_sae_runs, run_label
 from analyses.sae_source import load_for_model
 from app import urlstate, widgets
@@ -26,13 +27,15 @@ st.caption("An SAE trained on an attention layer's `hook_z` (heads concatenated)
            "`blocks.L.attn.hook_z`.")
 lm = widgets.require_lm(wb, "The Attention features page")
 
-shared = urlstate.take_shared(wb, AttentionFeaturesSpec, AttentionDFASpec)
+shared = urlstate.take_shared(wb, AttentionFeaturesSpec, AttentionDFASpec, AttentionUpstreamSpec)
 if shared is not None:
     st.session_state["af_sae"] = shared.sae
     st.session_state["_seeded_from_url"] = st.session_state.get("_seeded_from_url", set()) | {"af_sae"}
     if isinstance(shared, AttentionDFASpec):
         st.session_state.update(af_view="On a prompt", af_prompt=shared.prompt, af_dfa_feature=shared.feature,
                                 af_destination=shared.destination, af_prompt_ran=True)
+        if isinstance(shared, AttentionUpstreamSpec):
+            st.session_state.update(af_upstream=shared.upstream_sae, af_n_terms=shared.n_terms)
     else:
         st.session_state.update({f"af_{k}": getattr(shared, k) for k in SHOWN},
                                 af_view="Feature" if isinstance(shared, AttentionFeatureSpec) else "All features")
@@ -90,6 +93,52 @@ except Exception as e:  # noqa: BLE001
     widgets.show_error(e)
     st.stop()
 
+
+
+def upstream_section(dspec: AttentionDFASpec) -> None:
+    """Recursive DFA one step back, when a residual-stream SAE on the stream entering the layer is picked."""
+    entering = upstream_hooks(hook)
+    st.subheader("One step back: residual-stream features feeding it (recursive DFA)")
+    st.caption(f"Pick an SAE on the residual stream entering this layer ({' or '.join(f'`{h}`' for h in entering)}): "
+               "its features at each source position, through LN1 and W_V, decomposed exactly with the attention "
+               "pattern and LN1 scale held; the top terms are rerun with both recomputed.")
+    ups = {h: s for h, s in finished_sae_runs(wb, lm.id) if getattr(s, "hook", "") in entering}
+    options = [""] + list(ups)
+    if st.session_state.get("af_upstream") and st.session_state["af_upstream"] not in options:
+        options.append(st.session_state["af_upstream"])
+    c1, c2 = st.columns([3, 1])
+    up = c1.selectbox("Upstream residual-stream SAE", options, key="af_upstream", accept_new_options=True,
+                      format_func=lambda h: "—" if not h else run_label(h, ups[h]) if h in ups else h)
+    n_terms = c2.number_input("Terms shown", 1, 500, value=30, key="af_n_terms")
+    if not up:
+        if not ups:
+            st.info("No residual-stream SAE of this model on that hook yet: train one on the SAE training page.")
+        return
+    try:
+        uspec = AttentionUpstreamSpec(**{k: v for k, v in dspec.to_dict().items() if k != "kind"}, upstream_sae=up,
+                                      n_terms=int(n_terms))
+        ures = wb.run(uspec).result
+    except Exception as e:  # noqa: BLE001
+        widgets.show_error(e)
+        return
+    u = ures.summary
+    parts = u["parts"]
+    widgets.metric_row([("upstream features", f"{parts['upstream features']:.3f}"),
+                        ("upstream SAE error", f"{parts['upstream SAE error']:.3f}"),
+                        ("parts − pre-activation", f"{u['max_error']:.1e}"),
+                        ("top terms keeping their sign, recomputed",
+                         "–" if u["recomputed_same_sign"] is None else f"{u['recomputed_same_sign']:.0%}")])
+    st.caption(f"Exact: {u['exact']}. Approximate: {u['approximate']}.")
+    top = ures.tables["features"].head(8)
+    if len(top):
+        st.markdown("Upstream features' dashboards: " + " · ".join(
+            f"[u{int(j)} ({c:+.3f})]({urlstate.share_link('sae_browser', model=lm.id, sae=up, feature=int(j))})"
+            for j, c in zip(top.upstream_feature, top.contribution)))
+    widgets.show_result(ures, uspec.hash, f"af-up-{uspec.hash}",
+                        urlstate.share_link("attention_features", a=uspec.hash, model=lm.id),
+                        first=("parts",), last=("terms", "features", "sources"))
+
+
 view = st.radio("View", VIEWS, horizontal=True, key="af_view")
 if view == "On a prompt":
     prompt = st.text_area("Prompt", key="af_prompt")
@@ -124,6 +173,7 @@ if view == "On a prompt":
         widgets.show_result(res, dspec.hash, f"af-dfa-{dspec.hash}",
                             urlstate.share_link("attention_features", a=dspec.hash, model=lm.id),
                             first=("heads",), last=("sources", "terms", "tokens"))
+        upstream_section(dspec)
     st.stop()
 
 res = widgets.job_result(wb, spec, f"af-{spec.hash}", "Read every feature's heads (background job)")

@@ -1,5 +1,5 @@
 """AppTest: the Attention features page reads a hook_z SAE's heads as a job and opens one feature from a
-readable link, with a link back to its SAE-browser dashboard; an SAE on another hook gets a clear message; the
+readable link, with a link back to its SAE-browser dashboard; DFA on a prompt, and one step back through a residual SAE; an SAE on another hook gets a clear message; the
 Circuit heads page finds the induction circuit as a job and rejects a task file that does not parse."""
 from tests.app.helpers import button, errors, metrics, open_page
 
@@ -37,6 +37,11 @@ def test_dfa_on_a_prompt_and_an_sae_on_another_hook(wb, attention_sae, small_sae
     at.run()
     assert not errors(at), errors(at)
     assert float(metrics(at)["DFA + bias − pre-activation"]) < 1e-3
+    # one step back through a residual-stream SAE on the stream entering layer 1
+    at.selectbox(key="af_upstream").set_value(small_sae).run()
+    assert not errors(at), errors(at)
+    assert float(metrics(at)["parts − pre-activation"]) < 1e-3
+    assert any("page=sae_browser" in m.value and f"sae={small_sae}" in m.value for m in at.markdown)
     other = open_page("attention_features", model="zoo-lm", sae=small_sae)
     assert any("attention-output SAE" in e for e in errors(other)), errors(other)
 
