@@ -5,18 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-
-def _planted_sae(d_in: int, d_sae: int, seed: int = 0):
-    from sae_lens import StandardSAE, StandardSAEConfig
-
-    torch.manual_seed(seed)
-    sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=d_sae))
-    with torch.no_grad():
-        sae.W_enc.normal_()
-        sae.W_dec.normal_()
-        sae.b_enc.normal_()
-        sae.b_dec.normal_()
-    return sae
+from tests.circuits.random_sae import random_sae
 
 
 def test_dfa_is_exact_on_a_hand_built_attention_model():
@@ -32,7 +21,7 @@ def test_dfa_is_exact_on_a_hand_built_attention_model():
     run = attention_run(model, 1, tokens)
     _, cache = model.run_with_cache(tokens)
     assert torch.allclose(run.z, cache["blocks.1.attn.hook_z"].reshape(3, 12, -1), atol=1e-5)
-    sae = _planted_sae(32, 20)
+    sae = random_sae(32, 20)
     enc = affine_encoder(sae)
     for row in range(3):
         pre = pre_activation(sae, run.z[row])  # [pos, d_sae]
@@ -47,7 +36,7 @@ def test_a_planted_feature_reading_one_head_is_attributed_to_that_head():
     from circuits.heads import activation_contributions, shares, weight_shares
 
     n_heads, d_head = 4, 8
-    sae = _planted_sae(n_heads * d_head, 6)
+    sae = random_sae(n_heads * d_head, 6)
     with torch.no_grad():  # feature 2 reads and writes only head 3
         mask = torch.zeros(n_heads, d_head)
         mask[3] = 1

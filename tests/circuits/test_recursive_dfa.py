@@ -5,16 +5,7 @@ largest upstream terms keep their sign when the pattern and LN scale are recompu
 import pytest
 import torch
 
-
-def _random_sae(d_in: int, d_sae: int, seed: int):
-    from sae_lens import StandardSAE, StandardSAEConfig
-
-    torch.manual_seed(seed)
-    sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=d_sae))
-    with torch.no_grad():
-        for p in (sae.W_enc, sae.W_dec, sae.b_enc, sae.b_dec):
-            p.normal_(0, 0.5)
-    return sae
+from tests.circuits.random_sae import random_sae
 
 
 def test_parts_add_up_on_a_hand_built_model_and_a_term_is_its_held_removal():
@@ -29,7 +20,7 @@ def test_parts_add_up_on_a_hand_built_model_and_a_term_is_its_held_removal():
     tokens = torch.randint(0, 50, (1, 12), generator=torch.Generator().manual_seed(1))
     _, cache = model.run_with_cache(tokens)
     z = cache["blocks.1.attn.hook_z"][0].reshape(12, -1)
-    attn_sae, up = _random_sae(32, 20, 0), _random_sae(32, 64, 1)
+    attn_sae, up = random_sae(32, 20, 0, std=0.5), random_sae(32, 64, 1, std=0.5)
     enc = affine_encoder(attn_sae)
     for f, dest in ((0, 11), (5, 7), (13, 3)):
         weight = enc.per_head(4)[:, :, f]
