@@ -22,15 +22,24 @@ def load_sae(source: str, device: str = "cpu"):
         if not (path / "cfg.json").exists():
             raise SAELoadError(f"{path} is not a SAELens SAE folder: it has no cfg.json")
         try:
-            return SAE.load_from_disk(str(path), device=device)
+            return flat_input(SAE.load_from_disk(str(path), device=device))
         except Exception as e:  # noqa: BLE001 - corrupt weights, unknown architecture, ...
             raise SAELoadError(f"cannot load the SAE in {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
     if ":" in source and not source.startswith(("/", ".")):
         release, sae_id = source.split(":", 1)
         try:
-            return SAE.from_pretrained(release, sae_id, device=device)
+            return flat_input(SAE.from_pretrained(release, sae_id, device=device))
         except Exception as e:  # noqa: BLE001 - unknown release, or the hub unreachable
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise SAELoadError(f"cannot load SAELens release '{release}' / '{sae_id}': {msg}. Without internet only "
                                f"SAEs already on disk can be loaded.") from None
     raise SAELoadError(f"no SAE folder at {source} (and it is not of the form release:sae_id)")
+
+
+def flat_input(sae):
+    """The workbench feeds every SAE flat vectors ([..., n_heads * d_head] for hook_z, as its activation caches
+    store them); an SAE saved with `reshape_activations="hook_z"` (SAELens's attention SAEs) would flatten its
+    input again and misread it, so its own reshaping is turned off."""
+    if getattr(sae, "hook_z_reshaping_mode", False):
+        sae.turn_off_forward_pass_hook_z_reshaping()
+    return sae

@@ -110,3 +110,20 @@ def test_an_sae_not_on_hook_z_gets_a_clear_message(wb, small_sae):
         wb.run(AttentionFeaturesSpec(model="zoo-lm", sae=small_sae))
     with pytest.raises(BadInput, match="attention-output SAE"):
         wb.run(AttentionDFASpec(model="zoo-lm", sae=small_sae, prompt="x = 1"))
+
+
+def test_a_saelens_hook_z_sae_that_reshapes_its_input_reads_flat_z(tmp_path):
+    """SAELens's attention SAEs are saved with reshape_activations="hook_z"; the workbench feeds flat z."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    from sae.loading import load_sae
+
+    plain = random_sae(4 * 8, 12, seed=2)
+    cfg = StandardSAEConfig(d_in=32, d_sae=12, reshape_activations="hook_z")
+    cfg.metadata.hook_name = "blocks.1.attn.hook_z"
+    shaped = StandardSAE(cfg)
+    shaped.load_state_dict(plain.state_dict())
+    shaped.save_model(str(tmp_path))
+    loaded = load_sae(str(tmp_path))
+    z = torch.randn(5, 32)
+    assert torch.allclose(loaded.encode(z), plain.encode(z), atol=1e-5)
