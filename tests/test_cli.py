@@ -32,6 +32,18 @@ def test_console_script_lists_models_as_json():
     assert ids[:4] == ["zoo-lm", "zoo-modadd", "zoo-digits-cnn", "rib-modadd"]
 
 
+def test_every_code_package_imports_from_the_installed_workbench(tmp_path):
+    """The console script runs outside the checkout: every package of ours must be installed, not found by
+    luck on the working directory (`workbench circuits` once failed with No module named 'circuits')."""
+    packages = sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").exists() and p.name not in ("tests",))
+    assert {"analyses", "circuits", "interaction", "compute"} <= set(packages)
+    code = "import importlib, sys; sys.path = [p for p in sys.path if p not in ('', '.')]; " \
+           f"[importlib.import_module(m) for m in {packages!r}]"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+
+
 def test_run_prints_hash_and_summary_then_hits_the_cache(tmp_path):
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"kind": "prompt", "model": "zoo-lm", "prompt": "while True:\n    pass\n"}))
