@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from . import tabular_data
 from .errors import BadInput, ModelLoadError, ModelNotFound
 from .settings import ASSETS, Settings
 
@@ -30,8 +31,8 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 @dataclass(frozen=True)
 class ModelInfo:
     id: str
-    kind: str  # "lm" | "image"
-    source: str  # "zoo" | "local" | "transformerlens"
+    kind: str  # "lm" | "image" | "tabular" (a dataset: compute/tabular_data.py)
+    source: str  # "zoo" | "local" | "transformerlens" | "upload"
     description: str
     path: str | None = None
 
@@ -61,7 +62,7 @@ DEFAULT_MODEL = "zoo-lm"
 @dataclass
 class LoadedModel:
     info: ModelInfo
-    model: Any  # TransformerBridge for "lm", nn.Module for "image"
+    model: Any  # TransformerBridge for "lm", nn.Module for "image", tabular_data.RawTable for "tabular"
     device: str
     dtype: str
     fingerprint: str
@@ -81,9 +82,13 @@ class LoadedModel:
         return int(self.model.cfg.n_ctx) if self.kind == "lm" else None
 
     def hook_names(self) -> list[str]:
+        if self.kind == "tabular":
+            return []
         return list(self.model.hook_dict)  # TransformerBridge and the zoo's image nets alike
 
     def architecture(self) -> dict:
+        if self.kind == "tabular":
+            return {"architecture": "table", "rows": len(self.model.frame), "columns": self.model.frame.shape[1]}
         if self.kind == "lm":
             c = self.model.cfg
             inner = getattr(self.model, "original_model", self.model)  # a bridge's HF model, or a HookedTransformer
@@ -135,6 +140,15 @@ def resolve(model_id: str, settings: Settings) -> ModelInfo:
     model_id = model_id.strip()
     if model_id in ZOO:
         return ZOO[model_id]
+    if tabular_data.is_tabular(model_id):
+        name = tabular_data.dataset_name(model_id)
+        if name.startswith(tabular_data.CSV_PREFIX):
+            path = tabular_data.csv_path(settings.uploads_dir, name)
+            return ModelInfo(model_id, "tabular", "upload", f"uploaded CSV {path.stem}", str(path))
+        if name not in tabular_data.BUILT_IN:
+            raise ModelNotFound(f"unknown dataset '{name}'; built in: "
+                                f"{', '.join(tabular_data.PREFIX + n for n in tabular_data.BUILT_IN)}, or upload a CSV")
+        return ModelInfo(model_id, "tabular", "zoo", tabular_data.BUILT_IN[name][0])
     raw = model_id.removeprefix("local:")
     for candidate in (Path(raw).expanduser(), settings.models_dir / raw):
         if candidate.is_dir():
@@ -274,12 +288,17 @@ class ModelRegistry:
             for (mid, _, _), lm in self._loaded.items():
                 if mid == info.id:
                     return lm.fingerprint
+        if info.kind == "tabular":
+            return tabular_data.fingerprint(info.id, self.settings.uploads_dir)
         if info.path and Path(info.path).is_dir():
             return hash_files(Path(info.path))
         return self.get(model_id).fingerprint
 
     def _load(self, info: ModelInfo, device: str, dtype: str) -> LoadedModel:
         torch_dtype = DTYPES[dtype]
+        if info.kind == "tabular":  # tables train on the CPU whatever the device (scikit-learn, xgboost)
+            raw = tabular_data.load_raw(info.id, self.settings.uploads_dir)
+            return LoadedModel(info, raw, "cpu", dtype, tabular_data.fingerprint(info.id, self.settings.uploads_dir))
         if info.kind == "lm":
             bridge = _load_lm(info, device, torch_dtype)
             if info.path and Path(info.path).is_dir():

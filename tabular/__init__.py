@@ -1,0 +1,1 @@
+"""The Shapley-value workflow for tabular classifiers (black boxes beside interpretable baselines)."""
