@@ -357,3 +357,29 @@ def run_tabular_selection(spec: TabularSelectionSpec, ctx) -> Result:
     ctx.progress(1.0, "done")
     return Result(TabularSelectionSpec.KIND, summary, {"curve": curve},
                   {"curve": selection_curve(curve, spec.selection_model)})
+
+
+def tabular_report(fit: Result, explained: Result, selection: Result | None = None) -> dict:
+    """The CLI's JSON: per model its held-out scores, top features and the workflow's checks."""
+    m = fit.tables["metrics"].set_index("model")
+    c = explained.tables["checks"].set_index("model")
+    t = explained.tables["transfer"].set_index("model") if len(explained.tables["transfer"]) else None
+    s = explained.summary
+    nan = lambda v: None if v is None or v != v else float(v)  # noqa: E731 - JSON has no NaN
+    models = {k: {"family": m.loc[k, "family"], "test_accuracy": nan(m.loc[k, "test_accuracy"]),
+                  "test_auc": nan(m.loc[k, "test_auc"]), "shifted_auc": nan(m.loc[k, "shifted_auc"]),
+                  "top_features": s["top_features"][k], "explainer": c.loc[k, "explainer"], "output": c.loc[k, "output"],
+                  "shap_seconds": nan(c.loc[k, "seconds"]), "additivity_error": nan(c.loc[k, "additivity_error"]),
+                  "spearman_shap_native": nan(c.loc[k, "spearman_shap_native"]),
+                  "spearman_shap_permutation": nan(c.loc[k, "spearman_shap_permutation"]),
+                  "spearman_test_vs_shifted": None if t is None else nan(t.loc[k, "spearman_test_vs_shifted"])}
+              for k in m.index}
+    g = explained.tables["groups"]
+    groups = sorted({mem for mem, size in zip(g.members, g["size"]) if size > 1})
+    out = {"dataset": fit.summary["dataset"], "target": fit.summary["target"],
+           "positive_class": fit.summary["positive_class"], "rows": fit.summary["rows"], "shift": fit.summary["shift"],
+           "models": models, "groups": [grp.split(" | ") for grp in groups], "group_rule": s["groups"]["rule"]}
+    if selection is not None:
+        out["selection"] = {k: selection.summary[k] for k in ("model", "selected", "cv_auc", "test_auc_selected",
+                                                              "test_auc_all")}
+    return out

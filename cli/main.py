@@ -260,6 +260,45 @@ def cmd_circuits(args) -> int:
     return 0
 
 
+def cmd_tabular(args) -> int:
+    from analyses.tabular import TabularExplainSpec, TabularSelectionSpec, tabular_report
+    from analyses.workbench import Workbench, configure_threads
+    from compute.errors import BadInput
+    from compute.tabular_data import BUILT_IN, PREFIX, store_csv
+
+    configure_threads()
+    wb = Workbench()
+    data = args.data
+    if data.removeprefix(PREFIX) in BUILT_IN:
+        model = PREFIX + data.removeprefix(PREFIX)
+    else:
+        path = Path(data).expanduser()
+        if not path.is_file():
+            raise BadInput(f"'{data}' is neither a built-in dataset ({', '.join(BUILT_IN)}) nor a CSV file")
+        try:
+            model = store_csv(wb.settings.uploads_dir, path.read_bytes())
+        except OSError as e:
+            raise BadInput(f"cannot read {path}: {type(e).__name__}") from None
+    models = tuple(x.strip() for x in args.models.split(",") if x.strip())
+    data_fields = dict(model=model, target=args.target, positive_class=args.positive, drop_missing=args.drop_missing,
+                       models=models, test_share=args.test_share, shift_feature=args.shift_feature,
+                       shift_quantile=args.shift_quantile, shift_value=args.shift_value, seed=args.seed)
+    explain = TabularExplainSpec(**data_fields, max_rows=args.rows, min_abs_corr=args.min_abs_corr,
+                                 groups=tuple(g for g in args.group or ()))
+    explained = wb.run(explain, progress=_stderr_progress if not args.json else None).result
+    fit = wb.run(explain.fit_spec()).result
+    selection = None
+    if args.select:
+        selection = wb.run(TabularSelectionSpec(**data_fields, selection_model=args.select)).result
+    report = tabular_report(fit, explained, selection)
+    _print(report if args.json else {"hash": wb.store.put_spec(explain.to_dict()), **report}, args.json)
+    return 0
+
+
+def _stderr_progress(fraction: float, message: str = "") -> None:
+    print(f"[{fraction:4.0%}] {message}", file=sys.stderr)
+
+
 def _short_names(methods) -> str:
     return ", ".join(m.aliases[0] if m.aliases else m.name for m in methods.values())
 
@@ -374,6 +413,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a head is in the circuit when patching it removes this share of the logit difference")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_circuits)
+    p = sub.add_parser("tabular", help="the Shapley-value workflow on a tabular classifier: XGBoost, random forest, "
+                                       "SVM beside a decision tree and logistic regression")
+    p.add_argument("--data", default="breast-cancer", help="a built-in dataset (breast-cancer) or a CSV file")
+    p.add_argument("--target", default="", help="the target column (default: the dataset's; a CSV's last column)")
+    p.add_argument("--positive", default="", help="the positive class (default: 1 for 0/1 targets, else the rarer)")
+    p.add_argument("--models", default="xgboost,random_forest,svm,decision_tree,logistic_regression")
+    p.add_argument("--test-share", type=float, default=0.25)
+    p.add_argument("--shift-feature", default="", help="hold out rows shifted on this column (the transfer check)")
+    p.add_argument("--shift-quantile", type=float, default=0.8, help="rows above this quantile are the shifted split")
+    p.add_argument("--shift-value", default="", help="hold out this value of --shift-feature instead (a group)")
+    p.add_argument("--drop-missing", action="store_true", help="drop rows with missing values instead of refusing")
+    p.add_argument("--rows", type=int, default=200, help="test rows explained")
+    p.add_argument("--min-abs-corr", type=float, default=0.7, help="consolidation: group features correlated this much")
+    p.add_argument("--group", action="append", help="a hand-made group a|b|c (repeatable) instead of the clustering")
+    p.add_argument("--select", default="", help="also run forward selection for this model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_tabular)
     p = sub.add_parser("attribute", help="compare attribution methods on a prompt (or a file of prompts)")
     p.add_argument("--model", default="zoo-lm")
     p.add_argument("--prompt")

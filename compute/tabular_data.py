@@ -12,6 +12,7 @@ encoded (its columns named `column=value`), one with many is refused as an ident
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 from dataclasses import dataclass, field
@@ -91,7 +92,12 @@ def parse_csv(data: bytes) -> pd.DataFrame:
     if "\x00" in text:
         raise BadInput("the file is binary, not a CSV")
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=None, engine="python")
+        head = "\n".join(text.splitlines()[:20])
+        try:
+            sep = csv.Sniffer().sniff(head, delimiters=",;\t|").delimiter
+        except csv.Error:
+            sep = ","  # one column, or ragged: read as comma-separated and let the checks below speak
+        frame = pd.read_csv(io.StringIO(text), sep=sep)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, UnicodeError) as e:
         raise BadInput(f"the CSV does not parse: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     if frame.shape[1] < 2:

@@ -120,7 +120,10 @@ def load(kind: str, folder: Path):
     odd = sorted(set(untrusted) - SKOPS_TRUSTED)
     if odd:
         raise BadInput(f"the saved {kind} model holds types this workbench does not load: {', '.join(odd[:5])}")
-    return sio.load(path, trusted=list(untrusted))
+    model = sio.load(path, trusted=list(untrusted))
+    if type(model) is not type(make(kind, 0)):  # noqa: E721 - exactly our estimator, not a look-alike
+        raise BadInput(f"the saved file is a {type(model).__name__}, not a saved {kind} model")
+    return model
 
 
 def native_importance(model, kind: str, features: list[str]) -> np.ndarray | None:
