@@ -26,6 +26,7 @@ PAGE_ENTRIES = (
     PageEntry("sae_training", "views/sae_training.py", "SAE training", ":material/model_training:", "SAEs"),
     PageEntry("sae_browser", "views/sae_browser.py", "SAE browser", ":material/travel_explore:", "SAEs"),
     PageEntry("attribution", "views/attribution.py", "Attribution", ":material/highlight:", "Attribution"),
+    PageEntry("tabular", "views/tabular.py", "Tabular models", ":material/table_chart:", "Attribution"),
     PageEntry("attention_features", "views/attention_features.py", "Attention features", ":material/visibility:",
               "Circuits"),
     PageEntry("circuits", "views/circuits.py", "Circuit heads", ":material/account_tree:", "Circuits"),

@@ -5,6 +5,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import streamlit as st
 
+from compute.tabular_data import is_tabular
+
 
 def base_url() -> str:
     """scheme://host[:port][/baseUrlPath] of the running app, or '' when unknown (AppTest)."""
@@ -69,8 +71,9 @@ def shared_spec(wb):
         try:
             spec = wb.load_shared(h)
             cache[h] = (spec, None)
-            st.session_state["model"] = spec.model
-            st.session_state["_seeded_from_url"] = st.session_state.get("_seeded_from_url", set()) | {"model"}
+            if not is_tabular(spec.model):  # a dataset is picked on its own page, not as the sidebar's model
+                st.session_state["model"] = spec.model
+                st.session_state["_seeded_from_url"] = st.session_state.get("_seeded_from_url", set()) | {"model"}
             if h not in st.session_state.get("_ran_here", ()):
                 # the page fills its widgets from this spec once; not from one it ran itself, whose widgets
                 # may have been edited since (applying it would undo those edits on the next submit)
