@@ -1,5 +1,6 @@
-"""Attribution comparison on images: GradCAM, GradCAM++, Integrated Gradients, occlusion and SHAP for
-one image and class of an image model, with RISE deletion / insertion, agreement and cost.
+"""Attribution comparison on images: the nine methods of attribution/image_methods.py (gradient, SmoothGrad,
+Integrated Gradients, SHAP; occlusion, LIME, RISE; GradCAM, GradCAM++) for one image and class of an image
+model, with RISE deletion / insertion, agreement and cost.
 
 Images are named by a string that goes into specs and links:
 - `digits:N` — image N of the held-out split of scikit-learn's digits (the zoo CNN's test set);
@@ -24,7 +25,7 @@ from compute.tasks.digits import Digits
 
 from .attribution_figures import agreement_heatmap, cost_bars
 from .attribution_image_figures import image_curves, image_faithfulness, overlays
-from .base import Result, Spec, bounded, counted
+from .base import Result, Spec, added, bounded, counted
 from .batch_means import method_means
 from .registry import register
 
@@ -42,6 +43,14 @@ class AttributionImageSpec(Spec, kind="attribution_image", title="Attribution co
     shap_samples: int = bounded(200, 10, 5000)
     occlusion_window: int = bounded(2, 1, 64)
     top_k: int = 8
+    # options of the methods added with the robust-CNN study (absent from specs stored before: same defaults)
+    smoothgrad_samples: int = added(50, legacy=50, lo=2, hi=1000)
+    smoothgrad_noise: float = added(0.15, legacy=0.15, lo=0.0, hi=1.0)
+    lime_samples: int = added(1000, legacy=1000, lo=50, hi=20000)
+    lime_patch: int = added(1, legacy=1, lo=1, hi=64)  # 1: every pixel its own feature (8x8 digits)
+    rise_masks: int = added(2000, legacy=2000, lo=100, hi=100_000)
+    rise_grid: int = added(4, legacy=4, lo=2, hi=64)
+    rise_p: float = added(0.5, legacy=0.5, lo=0.05, hi=0.95)
 
     def validate(self) -> None:
         super().validate()

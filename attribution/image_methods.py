@@ -1,7 +1,10 @@
-"""Pixel attributions for an image classifier: GradCAM (Captum's LayerGradCam), GradCAM++ (ours,
-Chattopadhay et al. 2018, as pytorch-grad-cam computes it), Integrated Gradients and occlusion
-(Captum), SHAP (shap's GradientExplainer: expected gradients over a background set). Each returns an
-[H, W] map (channels summed) for one class, with its cost; plus RISE deletion / insertion curves.
+"""Pixel attributions for an image classifier, in the robust-CNN paper's three families:
+- gradient: the plain gradient (Captum's Saliency), SmoothGrad (Captum's NoiseTunnel over it), Integrated
+  Gradients (Captum), SHAP (shap's GradientExplainer: expected gradients over a background set);
+- perturbation: occlusion and LIME (Captum, LIME over square patches), RISE (ours: Petsiuk et al. 2018's random
+  masks as an attribution method, S = Σ_i p(class | I ⊙ M_i) M_i / (N p));
+- CAM: GradCAM (Captum's LayerGradCam), GradCAM++ (ours, Chattopadhay et al. 2018, as pytorch-grad-cam).
+Each returns an [H, W] map (channels summed) for one class, with its cost; plus RISE deletion / insertion curves.
 """
 from __future__ import annotations
 
@@ -138,6 +141,77 @@ def shap_gradient(task: ImageTask, background: torch.Tensor | None = None, nsamp
     return "shap", arr.reshape(task.x.shape[1:]).sum(0), True, {"nsamples": nsamples, "background": len(bg)}
 
 
+
+@_counted
+def gradient(task: ImageTask):
+    from captum.attr import Saliency
+
+    attr = Saliency(task.net).attribute(task.x, target=task.target, abs=True)
+    return "gradient", _hw(attr), True, {"abs": True}
+
+
+@_counted
+def smoothgrad(task: ImageTask, nt_samples: int = 50, noise: float = 0.15):
+    """The gradient's magnitude averaged over noisy copies; noise is σ as a share of the input's range."""
+    from captum.attr import NoiseTunnel, Saliency
+
+    span = float(task.x.max() - task.x.min()) or 1.0
+    attr = NoiseTunnel(Saliency(task.net)).attribute(task.x, nt_type="smoothgrad", nt_samples=nt_samples,
+                                                     nt_samples_batch_size=min(nt_samples, 64),
+                                                     stdevs=noise * span, target=task.target, abs=True)
+    return "smoothgrad", _hw(attr), True, {"samples": nt_samples, "noise": noise}
+
+
+def patch_mask(shape: tuple[int, int], patch: int) -> torch.Tensor:
+    """[1, 1, H, W] feature ids of square patches (LIME's superpixels on a small image)."""
+    h, w = shape
+    rows = torch.arange(h) // patch
+    cols = torch.arange(w) // patch
+    return (rows[:, None] * (-(-w // patch)) + cols[None, :])[None, None]
+
+
+@_counted
+def lime(task: ImageTask, n_samples: int = 1000, patch: int = 1, seed: int = 0):
+    """Captum's LIME: patches (pixels by default: an 8x8 digit has 64) switched off (to 0) at random, a ridge
+    model fitted on the target's probability with LIME's exponential kernel; a patch's coefficient is every
+    pixel of it."""
+    from captum._utils.models.linear_model import SkLearnRidge
+    from captum.attr import Lime
+
+    torch.manual_seed(seed)
+    mask = patch_mask(tuple(task.x.shape[-2:]), patch).to(task.x.device).expand_as(task.x[:, :1]).expand_as(task.x)
+    prob = lambda xb: torch.softmax(task.net(xb).float(), -1)  # noqa: E731
+    with torch.no_grad():
+        attr = Lime(prob, interpretable_model=SkLearnRidge(alpha=1.0)).attribute(
+            task.x, target=task.target, feature_mask=mask.contiguous(), n_samples=n_samples, baselines=0.0,
+            perturbations_per_eval=64)
+    return "lime", _hw(attr) / task.x.shape[1], False, {"samples": n_samples, "patch": patch}
+
+
+def rise_masks(n: int, shape: tuple[int, int], grid: int, p: float, generator: torch.Generator) -> torch.Tensor:
+    """RISE's masks [n, 1, H, W]: a grid × grid binary grid (keep probability p), up-sampled bilinearly to
+    (grid + 1) cells of ceil(H / grid) pixels, then shifted by a random offset within one cell and cropped."""
+    h, w = shape
+    ch, cw = -(-h // grid), -(-w // grid)
+    cells = (torch.rand(n, 1, grid, grid, generator=generator) < p).float()
+    up = torch.nn.functional.interpolate(cells, size=((grid + 1) * ch, (grid + 1) * cw), mode="bilinear",
+                                         align_corners=False)
+    dx = torch.randint(0, ch, (n,), generator=generator)
+    dy = torch.randint(0, cw, (n,), generator=generator)
+    return torch.stack([up[i, :, dx[i]:dx[i] + h, dy[i]:dy[i] + w] for i in range(n)])
+
+
+@_counted
+def rise(task: ImageTask, n_masks: int = 2000, grid: int = 4, p: float = 0.5, seed: int = 0, batch: int = 256):
+    g = torch.Generator().manual_seed(seed)
+    h, w = task.x.shape[-2:]
+    total = torch.zeros(h, w, dtype=torch.float64)
+    with torch.no_grad():
+        for i in range(0, n_masks, batch):
+            m = rise_masks(min(batch, n_masks - i), (h, w), grid, p, g).to(task.x.device, task.x.dtype)
+            probs = torch.softmax(task.net(task.x * m).float(), -1)[:, task.target]
+            total += (probs[:, None, None].double().cpu() * m[:, 0].double().cpu()).sum(0)
+    return "rise", (total / (n_masks * p)).numpy(), False, {"masks": n_masks, "grid": grid, "p": p}
 
 
 def blurred(x: torch.Tensor) -> torch.Tensor:

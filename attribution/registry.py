@@ -19,6 +19,7 @@ class Method:
     aliases: tuple[str, ...] = ()
     options: dict[str, str] = field(default_factory=dict)  # keyword argument -> spec field that sets it
     needs: tuple[str, ...] = ()  # keyword arguments the caller provides (a tokenizer, a replacement model, …)
+    family: str = ""  # image methods: "gradient", "perturbation" or "CAM" (the robust-CNN paper's families)
 
 
 TEXT_METHODS: dict[str, Method] = {m.name: m for m in (
@@ -42,15 +43,23 @@ TEXT_METHODS: dict[str, Method] = {m.name: m for m in (
 )}
 
 IMAGE_METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("gradcam", "GradCAM", image_methods.gradcam, "one forward + backward pass"),
+    Method("gradcam", "GradCAM", image_methods.gradcam, "one forward + backward pass", family="CAM"),
     Method("gradcam_pp", "GradCAM++", image_methods.gradcam_pp, "one forward + backward pass",
-           aliases=("gradcam++", "gradcampp")),
+           aliases=("gradcam++", "gradcampp"), family="CAM"),
     Method("integrated_gradients", "Integrated Gradients", image_methods.integrated_gradients,
-           "steps forward + backward passes", aliases=("ig",), options={"n_steps": "ig_steps"}),
+           "steps forward + backward passes", aliases=("ig",), options={"n_steps": "ig_steps"}, family="gradient"),
     Method("occlusion", "Occlusion", image_methods.occlusion, "one forward pass per window position",
-           aliases=("occlusion", "ablation"), options={"window": "occlusion_window"}),
+           aliases=("occlusion", "ablation"), options={"window": "occlusion_window"}, family="perturbation"),
     Method("shap", "SHAP (expected gradients)", image_methods.shap_gradient, "samples forward + backward passes",
-           options={"nsamples": "shap_samples"}, needs=("background",)),
+           options={"nsamples": "shap_samples"}, needs=("background",), family="gradient"),
+    Method("gradient", "Gradient (saliency)", image_methods.gradient, "one forward + backward pass",
+           aliases=("saliency",), family="gradient"),
+    Method("smoothgrad", "SmoothGrad", image_methods.smoothgrad, "samples forward + backward passes",
+           options={"nt_samples": "smoothgrad_samples", "noise": "smoothgrad_noise"}, family="gradient"),
+    Method("lime", "LIME (patches)", image_methods.lime, "samples forward passes",
+           options={"n_samples": "lime_samples", "patch": "lime_patch"}, family="perturbation"),
+    Method("rise", "RISE", image_methods.rise, "masks forward passes, batched",
+           options={"n_masks": "rise_masks", "grid": "rise_grid", "p": "rise_p"}, family="perturbation"),
 )}
 
 # ReAGent's replacement models (attribution/replacement.py).

@@ -177,7 +177,7 @@ def test_uploads_png_and_npy(wb):
     (dict(image="digits:9999"), "out of range: the held-out split has"),
     (dict(image="upload:abc123"), "no uploaded image"),
     (dict(image="/etc/passwd"), "digits:N or upload:SHA"),
-    (dict(methods=("lime",)), "unknown image method"),
+    (dict(methods=("anchors",)), "unknown image method"),
     (dict(model="zoo-lm"), "image attribution needs an image model"),
 ])
 def test_bad_input_gets_a_clear_message(wb, kwargs, message):
