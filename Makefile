@@ -56,6 +56,7 @@ zoo: $(STAMP)
 	$(BIN)/python assets/scripts/train_mlm.py
 	$(BIN)/python assets/scripts/train_modadd.py
 	$(BIN)/python assets/scripts/train_digits.py
+	$(BIN)/python assets/scripts/train_digits.py --arch cnn --adversarial --epsilon 0.1
 	HF_HUB_OFFLINE=1 $(BIN)/workbench zoo-check --json
 
 # Benchmarks (results go into BENCHMARKS.md by hand, with the command line): run on a quiet machine.

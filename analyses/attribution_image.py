@@ -34,10 +34,8 @@ MAX_UPLOAD_BYTES = 20 * 2**20
 
 
 @dataclass(frozen=True)
-class AttributionImageSpec(Spec, kind="attribution_image", title="Attribution comparison (image)",
-                           page="attribution"):
-    image: str = "digits:0"
-    target: int = -1  # the class; -1 = the model's prediction
+class ImageMethodsSpec(Spec):
+    """The image methods to run and their options (shared by one image, a batch and the robust comparison)."""
     methods: tuple[str, ...] = IMAGE_METHODS
     ig_steps: int = bounded(64, 4, 1024)
     shap_samples: int = bounded(200, 10, 5000)
@@ -59,6 +57,16 @@ class AttributionImageSpec(Spec, kind="attribution_image", title="Attribution co
         unknown = [m for m in self.methods if m not in IMAGE_METHODS]
         if unknown:
             raise BadInput(f"unknown image method(s) {', '.join(unknown)}; known: {', '.join(IMAGE_METHODS)}")
+
+
+@dataclass(frozen=True)
+class AttributionImageSpec(ImageMethodsSpec, kind="attribution_image", title="Attribution comparison (image)",
+                           page="attribution"):
+    image: str = "digits:0"
+    target: int = -1  # the class; -1 = the model's prediction
+
+    def validate(self) -> None:
+        super().validate()
         if not (self.image.startswith("digits:") or self.image.startswith("upload:")):
             raise BadInput("an image is digits:N or upload:SHA (upload an image on the page, or pass --image FILE)")
 

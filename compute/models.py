@@ -55,6 +55,9 @@ ZOO: dict[str, ModelInfo] = {
     "zoo-digits-mlp": ModelInfo("zoo-digits-mlp", "image", "zoo",
                                 "MLP 64 -> 100 -> 100 -> 10 on scikit-learn's 8x8 digits (the interaction-bases "
                                 "paper's MLP in miniature)", str(ZOO_DIR / "digits_mlp")),
+    "zoo-digits-cnn-robust": ModelInfo("zoo-digits-cnn-robust", "image", "zoo",
+                                       "the digits CNN's adversarially trained twin (PGD, L∞ ε = 0.1 on [0, 1] pixels; "
+                                       "clean 99.1%, PGD-20 89.1%)", str(ZOO_DIR / "digits_cnn_robust")),
 }
 DEFAULT_MODEL = "zoo-lm"
 

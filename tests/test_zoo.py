@@ -14,6 +14,7 @@ COMMITTED = {
                "top_induction_score": 0.94, "top_previous_token_score": 0.72},
     "zoo-modadd": {"test_accuracy": 1.0},
     "zoo-digits-cnn": {"test_accuracy": 0.982},
+    "zoo-digits-cnn-robust": {"test_accuracy": 0.991},  # PGD-trained at ε = 0.1 (its README row)
     "rib-modadd": {"test_accuracy": 0.9996},  # rib's own checkpoint, on rib's split (tests/interaction)
 }
 RELATIVE = 0.01

@@ -50,10 +50,61 @@ def batch_panel(wb, lm) -> None:
                             first=("per_method",), last=("per_image",))
 
 
+def robust_panel(wb, lm) -> None:
+    """Every method on this model and on its robust twin over the same held-out digits (a job)."""
+    from analyses.attribution_robust import RobustComparisonSpec
+    from compute.models import list_models
+
+    st.caption("The robust-CNN study in miniature: all methods on a vanilla and an adversarially trained CNN, each "
+               "explaining the true class of the same held-out digits; deletion and insertion AUCs beside each "
+               "model's confidence, which both metrics track.")
+    others = [m.id for m in list_models(wb.settings) if m.kind == "image" and m.id != lm.id]
+    if not others:
+        st.info("No second image model to compare with.")
+        return
+    taken = urlstate.take_shared(wb, RobustComparisonSpec)
+    if taken is not None:
+        st.session_state.update(rob_model=taken.robust_model, rob_n=taken.n_images, rob_eps=taken.epsilon)
+    st.session_state.setdefault("rob_model", "zoo-digits-cnn-robust" if "zoo-digits-cnn-robust" in others else others[0])
+    st.session_state.setdefault("rob_n", 50)
+    st.session_state.setdefault("rob_eps", 0.1)
+    if st.session_state["rob_model"] not in others:
+        others.append(st.session_state["rob_model"])
+    c1, c2, c3 = st.columns([2, 1, 1])
+    robust = c1.selectbox("Robust model", others, key="rob_model")
+    n = c2.number_input("Held-out digits", 2, 450, key="rob_n")
+    eps = c3.number_input("PGD ε (robust accuracy)", 0.0, 1.0, step=0.05, key="rob_eps")
+    try:
+        spec = urlstate.with_opened_settings(
+            RobustComparisonSpec(model=lm.id, robust_model=robust, n_images=int(n), epsilon=float(eps)),
+            shown=("robust_model", "n_images", "epsilon"))
+        spec.validate()
+    except Exception as e:  # noqa: BLE001
+        widgets.show_error(e)
+        return
+    res = widgets.job_result(wb, spec, f"rob-{spec.hash}", f"Compare both models on {spec.n_images} digits "
+                                                            f"(background job)")
+    if res is None:
+        return
+    s = res.summary
+    acc = s["accuracy"]
+    widgets.metric_row([("vanilla: clean / PGD", f"{acc['vanilla']['clean']:.1%} / {acc['vanilla']['pgd']:.1%}"),
+                        ("robust: clean / PGD", f"{acc['robust']['clean']:.1%} / {acc['robust']['pgd']:.1%}"),
+                        ("insertion favours robust", f"{s['insertion_favours_robust']} of {len(s['methods'])}"),
+                        ("deletion favours robust", f"{s['deletion_favours_robust']} of {len(s['methods'])}")])
+    st.caption(f"Attack: {s['attack']}. Confidence vs AUC (Pearson r over images): insertion "
+               + ", ".join(f"{k} {v:.2f}" for k, v in s["insertion_tracks_confidence"].items()) + "; deletion "
+               + ", ".join(f"{k} {v:.2f}" for k, v in s["deletion_tracks_confidence"].items()) + ".")
+    widgets.show_result(res, spec.hash, f"rob-{spec.hash}", urlstate.share_link("attribution", a=spec.hash, model=lm.id),
+                        first=("paper_table", "families", "models"), last=("per_method", "per_image"))
+
+
 def image_page(wb, lm) -> None:
-    one, batch = st.tabs(["One image", "Batch of images"])
+    one, batch, robust = st.tabs(["One image", "Batch of images", "Vanilla vs robust"])
     with batch:
         batch_panel(wb, lm)
+    with robust:
+        robust_panel(wb, lm)
     with one:
         single_panel(wb, lm)
 

@@ -115,3 +115,26 @@ def test_the_page_says_which_faithfulness_definition_it_shows():
     button(at, "Compare").click()
     at.run()
     assert any("Faithfulness shown: **workbench" in c.value and "Hellinger" in c.value for c in at.caption)
+
+
+def test_vanilla_vs_robust_runs_as_a_job_and_reopens_from_its_link(wb):
+    from analyses.attribution_robust import RobustComparisonSpec
+
+    at = _page(model="zoo-digits-cnn")
+    at.number_input(key="rob_n").set_value(3).run()
+    spec = RobustComparisonSpec(model="zoo-digits-cnn", n_images=3)
+    if wb.cached(spec) is None:
+        button(at, "Compare both models on 3 digits (background job)").click()
+        at.run()
+        job = next(j for j in wb.jobs.list() if j.spec_hash == spec.hash)
+        assert wb.jobs.wait(job.id, timeout=300).status == "done", wb.jobs.get(job.id).error
+        at.run()
+    assert not errors(at), errors(at)
+    m = metrics(at)
+    assert m["insertion favours robust"].endswith("of 9")
+    vanilla, robust = (float(m[k].split(" / ")[1].rstrip("%")) for k in ("vanilla: clean / PGD", "robust: clean / PGD"))
+    assert robust > vanilla
+    assert any("insertion_favours" in d.value.columns for d in at.dataframe)
+    shared = _page(a=spec.hash)
+    assert not errors(shared), errors(shared)
+    assert shared.number_input(key="rob_n").value == 3 and "insertion favours robust" in metrics(shared)
