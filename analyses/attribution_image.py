@@ -25,7 +25,7 @@ from compute.tasks.digits import Digits
 
 from .attribution_figures import agreement_heatmap, cost_bars
 from .attribution_image_figures import image_curves, image_faithfulness, overlays
-from .base import Result, Spec, added, bounded, counted
+from .base import Result, Spec, added, bounded, counted, widened
 from .batch_means import method_means
 from .registry import register
 
@@ -36,7 +36,9 @@ MAX_UPLOAD_BYTES = 20 * 2**20
 @dataclass(frozen=True)
 class ImageMethodsSpec(Spec):
     """The image methods to run and their options (shared by one image, a batch and the robust comparison)."""
-    methods: tuple[str, ...] = IMAGE_METHODS
+    # the five methods of the first version; the robust-CNN study added four
+    methods: tuple[str, ...] = widened(IMAGE_METHODS, was=("gradcam", "gradcam_pp", "integrated_gradients",
+                                                            "occlusion", "shap"))
     ig_steps: int = bounded(64, 4, 1024)
     shap_samples: int = bounded(200, 10, 5000)
     occlusion_window: int = bounded(2, 1, 64)

@@ -55,6 +55,13 @@ def added(default: Any, legacy: Any, choices: tuple | None = None, lo: float | N
     return field(default=default, metadata=meta)
 
 
+def widened(default: Any, was: Any) -> Any:
+    """A field whose default changed after specs of its kind were stored (a method list that grew). Specs
+    were always stored with the field written out, so their hashes are safe; one read back without it (a
+    hand-trimmed link or file) meant the old default `was`, not today's."""
+    return field(default=default, metadata={"stored_default": was})
+
+
 def _fmt(v: float) -> str:
     return f"{v:,}" if isinstance(v, int) else f"{v:g}"
 
@@ -147,6 +154,8 @@ class Spec:
             for n, f in fields.items():
                 if n not in data and "legacy" in f.metadata:
                     data[n] = f.metadata["legacy"]
+                elif n not in data and "stored_default" in f.metadata:
+                    data[n] = f.metadata["stored_default"]
         values = {k: _coerce(v, hints[k], k) for k, v in data.items()}
         spec = cls(**values)
         if validate:

@@ -33,3 +33,15 @@ def open_page(page_file: str, **query) -> AppTest:
     at.run()
     assert not at.exception, at.exception
     return at
+
+
+def run_job(wb, at, spec, label: str) -> None:
+    """Start `spec`'s job with the page's button (unless its result is stored already: another test may have
+    made it), wait for it, and rerun the page on its result."""
+    if wb.cached(spec) is None:
+        button(at, label).click()
+        at.run()
+        job = next(j for j in wb.jobs.list() if j.spec_hash == spec.hash)
+        assert wb.jobs.wait(job.id, timeout=300).status == "done", wb.jobs.get(job.id).error
+        at.run()
+    assert not errors(at), errors(at)

@@ -1,7 +1,7 @@
 """AppTest: the Attention features page reads a hook_z SAE's heads as a job and opens one feature from a
 readable link, with a link back to its SAE-browser dashboard; DFA on a prompt, and one step back through a residual SAE; an SAE on another hook gets a clear message; the
 Circuit heads page finds the induction circuit as a job and rejects a task file that does not parse."""
-from tests.app.helpers import button, errors, metrics, open_page
+from tests.app.helpers import button, errors, metrics, open_page, run_job
 
 
 def test_attention_features_job_then_a_feature_from_a_link(wb, attention_sae):
@@ -10,12 +10,7 @@ def test_attention_features_job_then_a_feature_from_a_link(wb, attention_sae):
     at = open_page("attention_features", model="zoo-lm", sae=attention_sae)
     assert not errors(at), errors(at)
     spec = AttentionFeaturesSpec(model="zoo-lm", sae=attention_sae)
-    if wb.cached(spec) is None:  # another test may have stored it already
-        button(at, "Read every feature's heads (background job)").click()
-        at.run()
-        job = next(j for j in wb.jobs.list() if j.spec_hash == spec.hash)
-        assert wb.jobs.wait(job.id, timeout=300).status == "done", wb.jobs.get(job.id).error
-        at.run()
+    run_job(wb, at, spec, "Read every feature's heads (background job)")
     assert not errors(at), errors(at)
     stored = wb.cached(spec)
     assert metrics(at)["induction"] == str(stored.summary["induction_features"])
@@ -52,12 +47,7 @@ def test_circuit_heads_job_and_a_bad_task_file(wb):
     at = open_page("circuits", model="zoo-lm")
     at.multiselect(key="ci_methods").set_value(["patching"]).run()
     spec = CircuitsSpec(model="zoo-lm", methods=("patching",))
-    if wb.cached(spec) is None:
-        button(at, "Find the circuit heads (background job)").click()
-        at.run()
-        job = next(j for j in wb.jobs.list() if j.spec_hash == spec.hash)
-        assert wb.jobs.wait(job.id, timeout=300).status == "done", wb.jobs.get(job.id).error
-        at.run()
+    run_job(wb, at, spec, "Find the circuit heads (background job)")
     assert not errors(at), errors(at)
     assert metrics(at)["circuit (patching)"] == "L0H1, L1H1"
     at.selectbox(key="ci_task").set_value("custom (type or upload)").run()

@@ -1,6 +1,6 @@
 """AppTest: the attribution page compares methods on a prompt, restores a share link, runs a batch job."""
 from analyses.attribution_text import AttributionBatchSpec
-from tests.app.helpers import button, errors, metrics, new_app, open_page
+from tests.app.helpers import button, errors, metrics, new_app, open_page, run_job
 
 PROMPT = "import os\nimport sys\n\nprint(os.path"
 
@@ -123,13 +123,7 @@ def test_vanilla_vs_robust_runs_as_a_job_and_reopens_from_its_link(wb):
     at = _page(model="zoo-digits-cnn")
     at.number_input(key="rob_n").set_value(3).run()
     spec = RobustComparisonSpec(model="zoo-digits-cnn", n_images=3)
-    if wb.cached(spec) is None:
-        button(at, "Compare both models on 3 digits (background job)").click()
-        at.run()
-        job = next(j for j in wb.jobs.list() if j.spec_hash == spec.hash)
-        assert wb.jobs.wait(job.id, timeout=300).status == "done", wb.jobs.get(job.id).error
-        at.run()
-    assert not errors(at), errors(at)
+    run_job(wb, at, spec, "Compare both models on 3 digits (background job)")
     m = metrics(at)
     assert m["insertion favours robust"].endswith("of 9")
     vanilla, robust = (float(m[k].split(" / ")[1].rstrip("%")) for k in ("vanilla: clean / PGD", "robust: clean / PGD"))

@@ -3,19 +3,9 @@ link, shows one row's waterfall, and says what is wrong with a bad CSV before an
 import numpy as np
 import pandas as pd
 
-from tests.app.helpers import button, errors, metrics, open_page
+from tests.app.helpers import errors, metrics, open_page, run_job
 
 MODELS = ["xgboost", "logistic_regression"]
-
-
-def _run_job(wb, at, spec, label):
-    if wb.cached(spec) is None:
-        button(at, label).click()
-        at.run()
-        job = next(j for j in wb.jobs.list() if j.spec_hash == spec.hash)
-        assert wb.jobs.wait(job.id, timeout=300).status == "done", wb.jobs.get(job.id).error
-        at.run()
-    assert not errors(at), errors(at)
 
 
 def test_train_explain_share_and_a_row(wb):
@@ -25,9 +15,9 @@ def test_train_explain_share_and_a_row(wb):
     assert not errors(at), errors(at)
     at.multiselect(key="tb_models").set_value(MODELS).run()
     spec = TabularExplainSpec(model="tabular:breast-cancer", models=tuple(MODELS), shift_feature="mean texture")
-    _run_job(wb, at, spec.fit_spec(), "Train the models (background job)")
+    run_job(wb, at, spec.fit_spec(), "Train the models (background job)")
     assert metrics(at)["xgboost"].startswith("AUC 0.9")
-    _run_job(wb, at, spec, "Explain with SHAP (background job)")
+    run_job(wb, at, spec, "Explain with SHAP (background job)")
     assert float(metrics(at)["SHAP − output (max)"]) < 1e-4
     assert any("spearman_shap_native" in d.value.columns for d in at.dataframe)
 
