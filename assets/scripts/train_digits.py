@@ -14,6 +14,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from compute.digits_training import train_digits  # noqa: E402
 from compute.tasks.digits import Digits  # noqa: E402
 from compute.zoo_nets import DigitsCNN, DigitsMLP  # noqa: E402
 
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epsilon", type=float, default=0.1, help="L∞ radius on the [0, 1] pixel scale")
     ap.add_argument("--pgd-steps", type=int, default=7)
     args = ap.parse_args(argv)
-    from attribution.adversarial import accuracy, pgd
+    from attribution.adversarial import accuracy
     from safetensors.torch import save_file
 
     torch.manual_seed(args.seed)
@@ -39,21 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     x_tr, y_tr = torch.from_numpy(x_tr), torch.from_numpy(y_tr).long()
     x_te, y_te = torch.from_numpy(x_te), torch.from_numpy(y_te).long()
     net = DigitsCNN() if args.arch == "cnn" else DigitsMLP()
-    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
-    for epoch in range(args.epochs):
-        net.train()
-        perm = torch.randperm(len(x_tr))
-        for i in range(0, len(perm), 64):
-            idx = perm[i : i + 64]
-            if args.adversarial:
-                xb = pgd(net, x_tr[idx], y_tr[idx], args.epsilon, args.pgd_steps)
-            else:
-                xb = x_tr[idx] + 0.05 * torch.randn_like(x_tr[idx])  # light noise: a smoother classifier
-            loss = torch.nn.functional.cross_entropy(net(xb), y_tr[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    net.eval()
+    train_digits(net, x_tr, y_tr, args.epochs, args.epsilon if args.adversarial else None, args.pgd_steps)
     log = {"test_accuracy": accuracy(net, x_te, y_te), "epsilon": args.epsilon,
            "pgd20_accuracy": accuracy(net, x_te, y_te, args.epsilon, steps=20), "adversarial_training": args.adversarial,
            "pgd_train_steps": args.pgd_steps if args.adversarial else 0, "epochs": args.epochs, "seed": args.seed}

@@ -1,0 +1,164 @@
+"""Influence of training sequences on a language model's completion (Grosse et al. 2023): spec `influence_lm`."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from compute.errors import BadInput
+
+from .base import Result, bounded
+from .influence import InfluenceQuerySpec, factor_engine, scale_note, spearman, top_share
+from .influence_figures import distribution_figure, module_bars, score_bars, token_heatmap
+from .registry import register
+
+MAX_QUERY_CHARS = 20_000
+
+
+@dataclass(frozen=True)
+class InfluenceLMSpec(InfluenceQuerySpec, kind="influence_lm", title="Influence (language model)", page="influence"):
+    prompt: str = ""
+    completion: str = ""
+    tfidf_k: int = bounded(0, 0, 1_000_000)  # 0: score every training sequence
+    rank: int = bounded(0, 0, 4096)  # 0: full-rank query gradients; r: rank-r (query batching)
+    check: bool = True  # also score the unfiltered / full-rank way, to show the recall and correlation
+
+    def validate(self) -> None:
+        super().validate()
+        if self.train == "digits":
+            raise BadInput("a language-model query reads a text training set (corpus or text:PATH)")
+        if not self.completion.strip():
+            raise BadInput("give a completion: its log-probability after the prompt is what is measured")
+        if len(self.prompt) + len(self.completion) > MAX_QUERY_CHARS:
+            raise BadInput(f"the prompt and completion are over {MAX_QUERY_CHARS:,} characters")
+
+    def describe(self) -> str:
+        return f"influence on {self.completion[:30]!r} after {self.prompt[-30:]!r} ({self.model})"
+
+
+def query_batch(tokenizer, prompt: str, completion: str, ctx: int) -> dict:
+    """input_ids = prompt + completion, labels score the completion tokens only (shifted: position t predicts t+1)."""
+    p = tokenizer(prompt)["input_ids"] if prompt else []
+    if not p:  # a model without BOS and an empty prompt: nothing to condition on
+        bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        if bos is None:
+            raise BadInput("give a prompt: this tokenizer has no BOS token to start from")
+        p = [bos]
+    c = tokenizer(completion, add_special_tokens=False)["input_ids"]
+    if not c:
+        raise BadInput(f"the completion {completion!r} tokenizes to nothing")
+    ids = p + c
+    if len(ids) > ctx:
+        raise BadInput(f"the prompt and completion are {len(ids)} tokens; the model's context is {ctx}")
+    labels = [-100] * len(ids)
+    for i in range(len(p), len(ids)):
+        labels[i - 1] = ids[i]
+    return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels)}, len(p), len(c)
+
+
+class _One(torch.utils.data.Dataset):
+    def __init__(self, item):
+        self.item = item
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, i):
+        return self.item
+
+
+@register(InfluenceLMSpec, long=True)
+def run_influence_lm(spec: InfluenceLMSpec, ctx) -> Result:
+    from influence import tfidf
+    from influence.engine import Engine, tracked
+    from influence.tasks import block_of, display_name, layer_of
+
+    s, folder, t_factors = factor_engine(ctx, spec)
+    timing = {"factors": round(t_factors, 3)}
+    lm = ctx.model(spec.model)
+    tok = lm.tokenizer
+    query, n_prompt, n_completion = query_batch(tok, spec.prompt, spec.completion, int(lm.n_ctx))
+    train = s.train
+    texts = [tok.decode(row) for row in train.input_ids.tolist()]
+    candidates = np.arange(len(train))
+    if spec.tfidf_k and spec.tfidf_k < len(train):
+        t0 = time.perf_counter()
+        candidates = np.sort(tfidf.closest(texts, spec.prompt + spec.completion, spec.tfidf_k))
+        timing["tfidf"] = round(time.perf_counter() - t0, 3)
+    damping = spec.damping_value()
+    checks = {}
+    ctx.progress(0.55, f"scoring {len(candidates):,} training sequences")
+    with tracked(s.net, s.task, s.lock) as net:
+        eng = Engine(net, s.task, folder)
+        t0 = time.perf_counter()
+        out = eng.pairwise(_One(query), train.subset(candidates), spec.strategy, damping=damping,
+                           rank=spec.rank or None, per_module=True, per_token=True)
+        timing["query_and_scores"] = round(time.perf_counter() - t0, 3)
+        filtered = spec.tfidf_k and len(candidates) < len(train)
+        if spec.check and (filtered or spec.rank):
+            ctx.progress(0.8, "scoring the full way, for the checks")
+            t0 = time.perf_counter()
+            full = eng.pairwise(_One(query), train, spec.strategy, damping=damping)["all_modules"][0].numpy()
+            timing["check_full_scan"] = round(time.perf_counter() - t0, 3)
+            ref_top = np.argsort(-full)[:10]
+            if filtered:
+                checks["tfidf_recall_of_unfiltered_top10"] = tfidf.recall(candidates, ref_top)
+            if spec.rank:
+                ours = np.full(len(train), np.nan)
+                ours[candidates] = _total(out)[0].sum(-1)
+                keep = ~np.isnan(ours)
+                checks["rank_r_vs_full_rank_pearson"] = float(np.corrcoef(ours[keep], full[keep])[0, 1])
+                checks["rank_r_vs_full_rank_spearman"] = spearman(ours[keep], full[keep])
+    per_token = _total(out)  # [1, n, T] summed over modules
+    scores = per_token.sum(-1)[0]
+    n_all = len(train)
+    scale = 1.0 / n_all if spec.divide_by_n else 1.0
+    scores, per_token = scores * scale, per_token[0] * scale
+    order = np.argsort(-scores)
+    helpful = _rows(order[: spec.top], scores, per_token, candidates, train, tok, texts, positive=True)
+    harmful = _rows(order[::-1][: spec.top], scores, per_token, candidates, train, tok, texts, positive=False)
+    modules = pd.DataFrame([{"module": display_name(m), "layer": layer_of(m), "block": block_of(m),
+                             "total": float(v[0].sum() * scale), "total_abs_top": float(np.abs(v[0].sum(-1)[order[:spec.top]]).sum() * scale)}
+                            for m, v in out.items() if m != "all_modules"])
+    if len(modules):
+        modules["share_of_abs"] = modules.total.abs() / modules.total.abs().sum()
+    blocks = modules.groupby("block", as_index=False).total.sum() if len(modules) else pd.DataFrame()
+    summary = {"model": spec.model, "prompt": spec.prompt, "completion": spec.completion,
+               "measurement": "−log p(completion | prompt), summed over the completion's tokens",
+               "query_tokens": {"prompt": n_prompt, "completion": n_completion},
+               "training_set": s.describe_train, "scored": int(len(candidates)), "strategy": spec.strategy,
+               "modules": spec.modules, "damping": spec.damping if damping is not None else "0.1 × mean eigenvalue per layer",
+               "rank": spec.rank or "full", "tfidf_k": spec.tfidf_k or "off", "sign_and_scale": scale_note(spec, n_all),
+               "top_1pct_share_of_abs_influence": top_share(scores), "checks": checks, "timing": timing}
+    tables = {"helpful": helpful, "harmful": harmful, "modules": modules, "blocks": blocks,
+              "scores": pd.DataFrame({"row": train.rows[candidates], "score": scores})}
+    figures = {"helpful": score_bars(helpful, "most helpful training sequences"),
+               "harmful": score_bars(harmful, "most harmful training sequences"),
+               "distribution": distribution_figure(scores),
+               "layers": module_bars(modules, "total", "influence per module (sum over the scored sequences)")}
+    if len(helpful):
+        figures["top_tokens"] = token_heatmap(helpful.tokens.iloc[0], helpful.token_scores.iloc[0],
+                                              "token-wise influence of the most helpful sequence")
+    ctx.progress(1.0, "done")
+    return Result(InfluenceLMSpec.KIND, summary, tables, figures)
+
+
+def _total(out: dict) -> np.ndarray:
+    mods = [v for k, v in out.items() if k != "all_modules"]
+    total = out["all_modules"] if "all_modules" in out else sum(mods)
+    return total.double().numpy()
+
+
+def _rows(idx, scores, per_token, candidates, train, tok, texts, positive: bool) -> pd.DataFrame:
+    rows = []
+    for rank, i in enumerate(idx):
+        if (scores[i] > 0) != positive and scores[i] != 0:
+            continue  # a "helpful" list holds only positive scores, a "harmful" one only negative
+        ids = train.input_ids[candidates[i]].tolist()
+        rows.append({"rank": len(rows) + 1, "row": int(train.rows[candidates[i]]), "score": float(scores[i]),
+                     "text": texts[candidates[i]], "tokens": [tok.decode([t]) for t in ids],
+                     "token_scores": [float(x) for x in per_token[i]]})
+    return pd.DataFrame(rows, columns=["rank", "row", "score", "text", "tokens", "token_scores"])
