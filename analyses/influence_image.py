@@ -73,9 +73,9 @@ def run_influence_image(spec: InfluenceImageSpec, ctx) -> Result:
                "helpful_share_same_label": float(same[order[: spec.top]].mean()),
                "harmful_share_same_label": float(same[order[::-1][: spec.top].copy()].mean()), "timing": timing}
     figures = {"query": image_grid(x[0].numpy()[None, 0], [f"query: label {label}, predicted {pred}"], "query", cols=1),
-               "helpful": image_grid(xs[helpful["index"].to_numpy(), 0].numpy(), [f"{r.label} ({r.score:.3g})" for r in helpful.itertuples()],
+               "helpful": image_grid(xs[np.array(helpful["index"], dtype=int), 0].numpy(), [f"{r.label} ({r.score:.3g})" for r in helpful.itertuples()],
                                      "most helpful training digits (label, score)"),
-               "harmful": image_grid(xs[harmful["index"].to_numpy(), 0].numpy(), [f"{r.label} ({r.score:.3g})" for r in harmful.itertuples()],
+               "harmful": image_grid(xs[np.array(harmful["index"], dtype=int), 0].numpy(), [f"{r.label} ({r.score:.3g})" for r in harmful.itertuples()],
                                      "most harmful training digits (label, score)"),
                "distribution": distribution_figure(scores)}
     ctx.progress(1.0, "done")

@@ -177,19 +177,12 @@ def cmd_attribute(args) -> int:
 
 
 def _attribute_image(args, names: list[str]) -> int:
-    from analyses.attribution_image import AttributionImageSpec, store_upload
+    from analyses.attribution_image import AttributionImageSpec
     from analyses.workbench import Workbench
     from attribution.registry import IMAGE_METHODS, canonical
-    from compute.errors import BadInput
 
     wb = Workbench()
-    image = args.image
-    if not image.startswith(("digits:", "upload:")):
-        try:
-            data = Path(image).read_bytes()
-        except OSError:
-            raise BadInput(f"no image file at {image}") from None
-        image = store_upload(wb, data, image)
+    image = _image_name(wb, args.image)
     methods = canonical(names, IMAGE_METHODS) if names else tuple(IMAGE_METHODS)
     outcome = wb.run(AttributionImageSpec(model=args.model, image=image, target=args.target_class, methods=methods))
     res = outcome.result
@@ -293,6 +286,60 @@ def cmd_tabular(args) -> int:
     report = tabular_report(fit, explained, selection)
     _print(report if args.json else {"hash": wb.store.put_spec(explain.to_dict()), **report}, args.json)
     return 0
+
+
+def cmd_influence(args) -> int:
+    from analyses.influence_image import InfluenceImageSpec
+    from analyses.influence_lm import InfluenceLMSpec
+    from analyses.workbench import Workbench, configure_threads
+    from compute.errors import BadInput
+
+    configure_threads()
+    wb = Workbench()
+    common = dict(model=args.model, strategy=args.strategy, damping=args.damping, top=args.top,
+                  divide_by_n=args.divide_by_n)
+    if args.image:
+        spec = InfluenceImageSpec(**common, image=_image_name(wb, args.image), label=args.label)
+    else:
+        if args.prompt is None or args.completion is None:
+            raise BadInput("give --prompt and --completion (or --image digits:N --label L)")
+        train = "corpus"
+        if args.train:
+            path = Path(args.train).expanduser()
+            if not path.is_file():
+                raise BadInput(f"training file not found: {path}")
+            train = f"text:{path.resolve()}"
+        spec = InfluenceLMSpec(**common, train=train, modules=args.modules, max_sequences=args.max_sequences,
+                               prompt=args.prompt, completion=args.completion, tfidf_k=args.tfidf_k, rank=args.rank)
+    result = wb.run(spec, progress=None if args.json else _stderr_progress).result
+    keep = ["text", "score", "tokens", "token_scores", "row"] if not args.image else ["index", "label", "score"]
+
+    def items(name):
+        df = result.tables[name]
+        return [{k: (list(r[k]) if k in ("tokens", "token_scores") else r[k]) for k in keep if k in r}
+                for r in df.to_dict("records")]
+
+    report = {"helpful": items("helpful"), "harmful": items("harmful"), "timing": result.summary.get("timing", {}),
+              **{k: v for k, v in result.summary.items() if k != "timing"},
+              "hash": wb.store.put_spec(spec.to_dict())}
+    if "modules" in result.tables:
+        report["modules"] = result.tables["modules"][["module", "layer", "block", "total"]].to_dict("records")
+    _print(report, args.json)
+    return 0
+
+
+def _image_name(wb, image: str) -> str:
+    """digits:N and upload:SHA as given; a file is stored on the server first (PNG/JPEG, or .npy)."""
+    from analyses.attribution_image import store_upload
+    from compute.errors import BadInput
+
+    if image.startswith(("digits:", "upload:")):
+        return image
+    try:
+        data = Path(image).read_bytes()
+    except OSError:
+        raise BadInput(f"no image file at {image}") from None
+    return store_upload(wb, data, image)
 
 
 def _stderr_progress(fraction: float, message: str = "") -> None:
@@ -431,6 +478,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_tabular)
+    p = sub.add_parser("influence", help="which training examples made the model do this: EK-FAC influence "
+                                         "(kronfluence) of training sequences on a completion, or of training "
+                                         "digits on an image's label")
+    p.add_argument("--model", default="zoo-lm")
+    p.add_argument("--prompt")
+    p.add_argument("--completion")
+    p.add_argument("--train", default="", help="a UTF-8 text file of documents separated by lines holding only "
+                                               "<|endoftext|> (default: the zoo LM's training corpus)")
+    p.add_argument("--tfidf-k", type=int, default=0, help="score only the K sequences closest by TF-IDF (0: all)")
+    p.add_argument("--rank", type=int, default=0, help="low-rank query gradients of rank R (0: full rank)")
+    p.add_argument("--modules", default="mlp", choices=("mlp", "mlp+attn"))
+    p.add_argument("--strategy", default="ekfac", choices=("ekfac", "kfac", "diagonal", "identity"))
+    p.add_argument("--damping", default="auto", help="auto (0.1 x mean eigenvalue per layer) or a positive number")
+    p.add_argument("--max-sequences", type=int, default=1000, help="training sequences, taken evenly across the set")
+    p.add_argument("--divide-by-n", action="store_true", help="divide scores by the training-set size")
+    p.add_argument("--image", help="image models: digits:N, or an image file (PNG/JPEG, or .npy of the input shape)")
+    p.add_argument("--label", type=int, default=-1, help="the query image's label (default: its true label)")
+    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_influence)
     p = sub.add_parser("attribute", help="compare attribution methods on a prompt (or a file of prompts)")
     p.add_argument("--model", default="zoo-lm")
     p.add_argument("--prompt")

@@ -12,6 +12,7 @@ import logging
 import shutil
 import threading
 import uuid
+import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,9 @@ import torch
 from torch import nn
 
 from compute.errors import BadInput
+
+# kronfluence 1.0.1 builds torch.cuda.amp.GradScaler(enabled=False) on every pass, which torch 2.13 deprecates
+warnings.filterwarnings("ignore", message=r"`torch.cuda.amp.GradScaler", category=FutureWarning)
 
 STRATEGIES = ("ekfac", "kfac", "diagonal", "identity")
 ANALYSIS = "influence"
