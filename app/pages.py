@@ -32,6 +32,7 @@ PAGE_ENTRIES = (
     PageEntry("circuits", "views/circuits.py", "Circuit heads", ":material/account_tree:", "Circuits"),
     PageEntry("interaction_bases", "views/interaction_bases.py", "Interaction bases", ":material/hub:",
               "Interaction bases"),
+    PageEntry("influence", "views/influence.py", "Influence", ":material/history_edu:", "Influence"),
     PageEntry("jobs", "views/jobs.py", "Jobs & exports", ":material/pending_actions:", "Jobs"),
 )
 JOBS_PAGE = "jobs"  # where a spec without a page of its own is shown
