@@ -14,8 +14,10 @@ from .base import Result, bounded
 from .influence import InfluenceQuerySpec, factor_engine, scale_note, spearman, top_share
 from .influence_figures import distribution_figure, module_bars, score_bars, token_heatmap
 from .registry import register
+from .sae_source import SAERef
 
 MAX_QUERY_CHARS = 20_000
+MEASURES = ("completion", "feature")
 
 
 @dataclass(frozen=True)
@@ -25,18 +27,72 @@ class InfluenceLMSpec(InfluenceQuerySpec, kind="influence_lm", title="Influence 
     tfidf_k: int = bounded(0, 0, 1_000_000)  # 0: score every training sequence
     rank: int = bounded(0, 0, 4096)  # 0: full-rank query gradients; r: rank-r (query batching)
     check: bool = True  # also score the unfiltered / full-rank way, to show the recall and correlation
+    measure: str = "completion"  # completion: log p(completion | prompt); feature: an SAE feature at a position
+    sae: str = ""  # measure=feature: the SAE (a workbench run hash, a SAELens folder, release:id) ...
+    feature: int = bounded(0, 0, 10_000_000)  # ... its feature ...
+    position: int = -1  # ... at this token of the prompt (BOS is 0, as in the SAE browser; -1: the last)
 
     def validate(self) -> None:
         super().validate()
         if self.train == "digits":
             raise BadInput("a language-model query reads a text training set (corpus or text:PATH)")
-        if not self.completion.strip():
-            raise BadInput("give a completion: its log-probability after the prompt is what is measured")
+        if self.measure not in MEASURES:
+            raise BadInput(f"measure must be one of {', '.join(MEASURES)}, not '{self.measure}'")
         if len(self.prompt) + len(self.completion) > MAX_QUERY_CHARS:
             raise BadInput(f"the prompt and completion are over {MAX_QUERY_CHARS:,} characters")
+        if self.measure == "feature":
+            if not self.sae.strip():
+                raise BadInput("a feature query needs an SAE of this model (a workbench SAE run, or a folder)")
+            if self.completion:
+                raise BadInput("a feature query measures the SAE feature on the prompt alone: leave the completion "
+                               "empty")
+            if not self.prompt.strip():
+                raise BadInput("give a prompt: the feature is read at one of its tokens")
+        elif not self.completion.strip():
+            raise BadInput("give a completion: its log-probability after the prompt is what is measured")
+
+    def depends_on(self):
+        return (*super().depends_on(), *((SAERef(self.sae),) if self.measure == "feature" else ()))
 
     def describe(self) -> str:
+        if self.measure == "feature":
+            return f"influence on feature {self.feature} at token {self.position} of {self.prompt[-30:]!r} ({self.model})"
         return f"influence on {self.completion[:30]!r} after {self.prompt[-30:]!r} ({self.model})"
+
+
+def feature_query(ctx, spec: InfluenceLMSpec, lm, s):
+    """The prompt's tokens (BOS first, as the SAE browser reads them), a task whose measurement is the feature's
+    activation there, and what was measured; BadInput when the feature does not fire there (a zero activation has
+    no gradient: every score would be 0), naming where it does."""
+    from influence.measurements import FeatureActivation
+    from influence.tasks import CausalLMTask
+
+    from .lm_inputs import prompt_tokens, token_strings
+    from .sae_source import load_for_model
+
+    sae, hook = load_for_model(ctx.workbench, spec.sae, lm)
+    ids = prompt_tokens(lm, spec.prompt)[0]
+    n = len(ids)
+    pos = spec.position if spec.position >= 0 else n + spec.position
+    if not 0 <= pos < n:
+        raise BadInput(f"position {spec.position} is outside the prompt's {n} tokens (0 is BOS; -1 the last)")
+    if spec.feature >= sae.cfg.d_sae:
+        raise BadInput(f"feature {spec.feature} does not exist: the SAE has {sae.cfg.d_sae:,} features")
+    measure = FeatureActivation(lm.model.hook_dict[hook], sae, spec.feature, pos)
+    batch = {"input_ids": ids.cpu(), "labels": torch.full((n,), -100)}
+    with torch.no_grad():
+        acts = measure.activations(s.net, {"input_ids": ids[None]})[0, :, spec.feature].float().cpu()
+    strs = token_strings(lm, ids.tolist())
+    if acts[pos] <= 0:
+        fires = [f"{i} ({strs[i]!r})" for i in torch.nonzero(acts > 0).flatten().tolist()[:12]]
+        raise BadInput(f"feature {spec.feature} does not fire at token {pos} ({strs[pos]!r}), so no training "
+                       f"sequence moves it there; " + (f"it fires at {', '.join(fires)}" if fires else
+                                                       "it fires nowhere on this prompt"))
+    info = {"measurement": f"−activation of feature {spec.feature} of the SAE on {hook} at token {pos} ({strs[pos]!r})"
+                           " (positive = the example made the feature fire more)",
+            "sae": spec.sae, "hook": hook, "feature": spec.feature, "position": pos, "token": strs[pos],
+            "activation": float(acts[pos])}
+    return batch, CausalLMTask(s.modules, feature=measure), info
 
 
 def query_batch(tokenizer, prompt: str, completion: str, ctx: int) -> dict:
@@ -80,7 +136,12 @@ def run_influence_lm(spec: InfluenceLMSpec, ctx) -> Result:
     timing = {"factors": round(t_factors, 3)}
     lm = ctx.model(spec.model)
     tok = lm.tokenizer
-    query, n_prompt, n_completion = query_batch(tok, spec.prompt, spec.completion, int(lm.n_ctx))
+    task, measured = s.task, {}
+    if spec.measure == "feature":
+        query, task, measured = feature_query(ctx, spec, lm, s)
+        n_prompt, n_completion = len(query["input_ids"]), 0
+    else:
+        query, n_prompt, n_completion = query_batch(tok, spec.prompt, spec.completion, int(lm.n_ctx))
     train = s.train
     texts = [tok.decode(row) for row in train.input_ids.tolist()]
     candidates = np.arange(len(train))
@@ -92,7 +153,7 @@ def run_influence_lm(spec: InfluenceLMSpec, ctx) -> Result:
     checks = {}
     ctx.progress(0.55, f"scoring {len(candidates):,} training sequences")
     with tracked(s.net, s.task, s.lock) as net:
-        eng = Engine(net, s.task, folder)
+        eng = Engine(net, task, folder)
         t0 = time.perf_counter()
         out = eng.pairwise(_One(query), train.subset(candidates), spec.strategy, damping=damping,
                            rank=spec.rank or None, per_module=True, per_token=True)
@@ -127,7 +188,8 @@ def run_influence_lm(spec: InfluenceLMSpec, ctx) -> Result:
         modules["share_of_abs"] = modules.total.abs() / modules.total.abs().sum()
     blocks = modules.groupby("block", as_index=False).total.sum() if len(modules) else pd.DataFrame()
     summary = {"model": spec.model, "prompt": spec.prompt, "completion": spec.completion,
-               "measurement": "−log p(completion | prompt), summed over the completion's tokens",
+               "measurement": measured.get("measurement", "−log p(completion | prompt), summed over the completion's tokens"),
+               **{k: v for k, v in measured.items() if k != "measurement"},
                "query_tokens": {"prompt": n_prompt, "completion": n_completion},
                "training_set": s.describe_train, "scored": int(len(candidates)), "strategy": spec.strategy,
                "modules": spec.modules, "damping": spec.damping if damping is not None else "0.1 × mean eigenvalue per layer",

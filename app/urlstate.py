@@ -31,6 +31,11 @@ def share_link(url_path: str, **params) -> str:
     return f"{base_url()}/?{query}"
 
 
+def spec_link(wb, url_path: str, spec) -> str:
+    """A link that opens `spec` on a page, filled in (stored first, so the link carries only its hash)."""
+    return share_link(url_path, a=wb.store.put_spec(spec.to_dict()), model=getattr(spec, "model", None))
+
+
 def set_params(**params) -> None:
     """Mirror the current analysis into the address bar, so reloading or bookmarking restores it."""
     for k, v in params.items():

@@ -301,8 +301,9 @@ def cmd_influence(args) -> int:
     if args.image:
         spec = InfluenceImageSpec(**common, image=_image_name(wb, args.image), label=args.label)
     else:
-        if args.prompt is None or args.completion is None:
-            raise BadInput("give --prompt and --completion (or --image digits:N --label L)")
+        if args.prompt is None or (args.completion is None and not args.sae):
+            raise BadInput("give --prompt and --completion, or --prompt with --sae S --feature F [--position P] "
+                           "(or --image digits:N --label L)")
         train = "corpus"
         if args.train:
             path = Path(args.train).expanduser()
@@ -310,7 +311,9 @@ def cmd_influence(args) -> int:
                 raise BadInput(f"training file not found: {path}")
             train = f"text:{path.resolve()}"
         spec = InfluenceLMSpec(**common, train=train, modules=args.modules, max_sequences=args.max_sequences,
-                               prompt=args.prompt, completion=args.completion, tfidf_k=args.tfidf_k, rank=args.rank)
+                               prompt=args.prompt, completion=args.completion or "", tfidf_k=args.tfidf_k,
+                               rank=args.rank, **({"measure": "feature", "sae": args.sae, "feature": args.feature,
+                                                   "position": args.position} if args.sae else {}))
     result = wb.run(spec, progress=None if args.json else _stderr_progress).result
     keep = ["text", "score", "tokens", "token_scores", "row"] if not args.image else ["index", "label", "score"]
 
@@ -495,6 +498,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--divide-by-n", action="store_true", help="divide scores by the training-set size")
     p.add_argument("--image", help="image models: digits:N, or an image file (PNG/JPEG, or .npy of the input shape)")
     p.add_argument("--label", type=int, default=-1, help="the query image's label (default: its true label)")
+    p.add_argument("--sae", help="measure an SAE feature's activation instead of a completion: the SAE (a workbench "
+                                 "SAE run hash or a SAELens folder)")
+    p.add_argument("--feature", type=int, default=0, help="with --sae: the feature")
+    p.add_argument("--position", type=int, default=-1, help="with --sae: the prompt token (0 = BOS; -1 the last)")
     p.add_argument("--top", type=int, default=10)
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_influence)

@@ -93,15 +93,17 @@ class Engine:
         an = self._analyzer(self.folder)
         common = dict(factors_name=strategy, dataset=dataset, per_device_batch_size=self.train_batch,
                       factor_args=args, overwrite_output_dir=True)
+        # every step is called, as kronfluence's fit_all_factors does: a step the strategy does not need only
+        # records the factor arguments (the identity needs nothing else, but the scores look for those)
+        progress(0.0, "covariances A = E[a aᵀ], S = E[Ds Dsᵀ]" if strategy in ("kfac", "ekfac") else "arguments")
+        an.fit_covariance_matrices(**common)
         if strategy in ("kfac", "ekfac"):
-            progress(0.0, "covariances A = E[a aᵀ], S = E[Ds Dsᵀ]")
-            an.fit_covariance_matrices(**common)
             progress(0.45, "eigendecompositions of A and S")
-            an.perform_eigendecomposition(factors_name=strategy, factor_args=args, overwrite_output_dir=True)
+        an.perform_eigendecomposition(factors_name=strategy, factor_args=args, overwrite_output_dir=True)
         if strategy in ("ekfac", "diagonal"):
             progress(0.55, "eigenvalue correction Λ (per-example gradients)" if strategy == "ekfac"
                      else "diagonal of the Fisher")
-            an.fit_lambda_matrices(**common)
+        an.fit_lambda_matrices(**common)
         progress(1.0, "factors fitted")
 
     def pairwise(self, query_dataset, train_dataset, strategy: str, damping: float | None = None,

@@ -29,7 +29,7 @@ class CausalLMTask(Task):
 
     def __init__(self, modules: list[str], feature=None):
         self.modules = modules
-        self.feature = feature  # None, or (encode: hidden -> [B, T, F] activations, hook, feature id, position)
+        self.feature = feature  # None, or a measurement f(model, batch) to raise (influence.measurements)
 
     def _logits(self, model, batch):
         return model(input_ids=batch["input_ids"]).logits

@@ -9,6 +9,7 @@ import streamlit as st
 
 from analyses.attribution_text import (FAITHFULNESS_DEFINITIONS, AttributionBatchSpec, AttributionTextSpec,
                                        default_replacement, parse_prompt_lines)
+from analyses.influence_lm import InfluenceLMSpec
 from app import urlstate, widgets
 from app.services import workbench
 from app.views.attribution_image_panel import image_page
@@ -135,6 +136,9 @@ with tab_one:
             st.session_state["attr_ran"] = out.spec_hash
             urlstate.set_params(a=out.spec_hash)
             show(out.result, out.spec_hash)
+            taught = InfluenceLMSpec(model=lm.id, prompt=prompt, completion=out.result.summary["target"])
+            st.markdown("[Which training sequences taught the model this target? (Influence: log p(target | prompt))]"
+                        f"({urlstate.spec_link(wb, 'influence', taught)})")
         except Exception as e:  # noqa: BLE001
             widgets.show_error(e)
 

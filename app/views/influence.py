@@ -16,7 +16,8 @@ from app import urlstate, widgets
 from app.services import workbench
 
 COMMON = ("strategy", "damping", "top", "divide_by_n")
-LM_SHOWN = COMMON + ("train", "modules", "max_sequences", "prompt", "completion", "tfidf_k", "rank")
+LM_SHOWN = COMMON + ("train", "modules", "max_sequences", "prompt", "completion", "tfidf_k", "rank", "measure", "sae",
+                      "feature", "position")
 IMAGE_SHOWN = COMMON + ("image", "label")
 SELF_SHOWN = COMMON + ("flip_share", "epochs")
 
@@ -68,8 +69,8 @@ def sequences(table, label: str, key: str) -> None:
         with st.expander(f"#{row.rank} · score {row.score:.4g} · training row {row.row}", expanded=row.rank <= 2):
             st.markdown(token_html(list(row.tokens), list(row.token_scores)), unsafe_allow_html=True)
             try:
-                prompt_hash = wb.store.put_spec(PromptSpec(model=lm.id, prompt=row.text).to_dict())
-                st.markdown(f"[Open this sequence on the Models page]({urlstate.share_link('', a=prompt_hash, model=lm.id)})")
+                st.markdown(f"[Open this sequence on the Models page]"
+                            f"({urlstate.spec_link(wb, '', PromptSpec(model=lm.id, prompt=row.text))})")
             except Exception:  # noqa: BLE001 - a sequence the prompt view cannot take: no link
                 pass
 
@@ -77,9 +78,21 @@ def sequences(table, label: str, key: str) -> None:
 if lm.kind == "lm":
     st.session_state.setdefault("inf_prompt", "def __init__(self")
     st.session_state.setdefault("inf_completion", ", name):")
+    measure = st.radio("Measurement", ["completion", "feature"], key="inf_measure", horizontal=True,
+                       format_func={"completion": "log p(completion | prompt)",
+                                    "feature": "an SAE feature's activation at a prompt token"}.get)
     st.text_area("Prompt", key="inf_prompt", height=100)
-    st.text_input("Completion (its log-probability after the prompt is the measurement; one token works too)",
-                  key="inf_completion")
+    measured = {}
+    if measure == "completion":
+        st.text_input("Completion (its log-probability after the prompt is the measurement; one token works too)",
+                      key="inf_completion")
+        measured = dict(completion=st.session_state.inf_completion)
+    else:
+        f1, f2, f3 = st.columns([3, 1, 1])
+        sae = f1.text_input("SAE of this model (a workbench SAE run hash, or a SAELens folder)", key="inf_sae")
+        feature = f2.number_input("Feature", 0, 10_000_000, value=0, key="inf_feature")
+        position = f3.number_input("Token (0 = BOS, -1 = last)", -4096, 4096, value=-1, key="inf_position")
+        measured = dict(measure="feature", sae=sae.strip(), feature=int(feature), position=int(position), completion="")
     t1, t2, t3, t4, t5 = st.columns(5)
     train = t1.text_input("Training set", value="corpus", key="inf_train",
                           help="corpus: the zoo LM's own training split; or text:PATH on the server (documents "
@@ -93,7 +106,7 @@ if lm.kind == "lm":
     try:
         spec = urlstate.with_opened_settings(InfluenceLMSpec(
             **options(), train=train, modules=modules, max_sequences=int(max_seq), prompt=st.session_state.inf_prompt,
-            completion=st.session_state.inf_completion, tfidf_k=int(tfidf_k), rank=int(rank)), shown=LM_SHOWN)
+            tfidf_k=int(tfidf_k), rank=int(rank), **measured), shown=LM_SHOWN)
         spec.validate()
     except Exception as e:  # noqa: BLE001
         widgets.show_error(e)
@@ -104,6 +117,7 @@ if lm.kind == "lm":
         widgets.metric_row([("training sequences scored", f"{s['scored']:,}"),
                             ("share of |influence| in the top 1%", f"{s['top_1pct_share_of_abs_influence']:.1%}"),
                             *[(k.replace("_", " "), f"{v:.3f}") for k, v in s.get("checks", {}).items()]])
+        st.caption(f"Measured: {s['measurement']}" + (f" = {s['activation']:.4g} here" if "activation" in s else ""))
         st.caption(s["sign_and_scale"] + f" · {s['training_set']} · timing (s): {s['timing']}")
         sequences(res.tables["helpful"], "Most helpful training sequences", "helpful")
         sequences(res.tables["harmful"], "Most harmful training sequences", "harmful")

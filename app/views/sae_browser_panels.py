@@ -9,6 +9,7 @@ import streamlit as st
 
 from analyses.sae_dashboard import SAEDashboardSpec, SAEFeatureSpec
 from analyses.sae_error import SAEErrorSpec
+from analyses.influence_lm import InfluenceLMSpec
 from analyses.sae_prompt import SAEPromptSpec
 from analyses.sae_steer import SAESteerSpec
 from app import urlstate, widgets
@@ -195,6 +196,12 @@ def on_prompt(wb, sae: str, model: str, labels: dict[int, str]) -> None:
         picked = int(feats.iloc[rows[0]].feature)
         st.button(f"Open feature {picked}", on_click=open_feature, args=(picked,), type="primary",
                   key="browser_prompt_open")
+        fired = res.tables["token_features"].query("feature == @picked")
+        if len(fired):
+            at = int(fired.sort_values("activation").position.iloc[-1])
+            query = InfluenceLMSpec(model=model, prompt=prompt, measure="feature", sae=sae, feature=picked, position=at)
+            st.markdown(f"[Which training sequences made feature {picked} fire at token {at}? (Influence)]"
+                        f"({urlstate.spec_link(wb, 'influence', query)})")
     widgets.table_with_download("tokens", res.tables["tokens"], f"p-{out.spec_hash}")
     widgets.share_box(urlstate.share_link(PAGE, a=out.spec_hash, model=model))
     widgets.export_all_button(res, out.spec_hash, f"p-{out.spec_hash}")

@@ -9,7 +9,7 @@ def _page(**query):
     return open_page("attribution", **query)
 
 
-def test_compare_two_methods_then_reopen_the_link():
+def test_compare_two_methods_then_reopen_the_link(wb):
     at = _page()
     at.text_area(key="attr_prompt").set_value(PROMPT)
     at.text_input(key="attr_target").set_value(".")
@@ -26,6 +26,10 @@ def test_compare_two_methods_then_reopen_the_link():
     again = _page(a=h, model="zoo-lm")
     assert metrics(again)["methods"] == "2"
     assert again.text_area(key="attr_prompt").value == PROMPT
+    # the target links to the Influence page, which asks which training sequences taught it
+    taught = [md.value for md in at.markdown if "Which training sequences taught" in md.value][0]
+    query = wb.load_shared(taught.split("a=")[1].split("&")[0].rstrip(")"))
+    assert (query.KIND, query.prompt, query.completion) == ("influence_lm", PROMPT, ".")
 
 
 def test_empty_prompt_and_unknown_target_id_get_messages():

@@ -43,3 +43,23 @@ def test_an_image_query_and_flipped_labels_on_the_digits_cnn(wb):
             "Compute self-influence (background job)")
     found = metrics(at)["found in the top 10% of self-influence"]
     assert int(found.rstrip("%")) >= 50
+
+
+def test_a_feature_query_opened_from_the_sae_browser_link(wb, small_sae):
+    from analyses.lm_inputs import prompt_tokens
+    from analyses.sae_source import load_for_model
+    from compute.hooks import activations_at
+
+    prompt = "for item in items:\n    print(item"
+    lm = wb.models.get("zoo-lm")
+    sae, hook = load_for_model(wb, small_sae, lm)
+    z = sae.encode(activations_at(lm.model, hook, prompt_tokens(lm, prompt))[0])
+    feature = int(z[-1].argmax())
+    spec = InfluenceLMSpec(model="zoo-lm", max_sequences=40, prompt=prompt, measure="feature", sae=small_sae,
+                           feature=feature, position=-1)
+    at = open_page("influence", a=wb.store.put_spec(spec.to_dict()))
+    assert not errors(at), errors(at)
+    assert at.radio(key="inf_measure").value == "feature" and at.text_input(key="inf_sae").value == small_sae
+    run_job(wb, at, spec, "Find the influential training sequences (background job)")
+    assert int(metrics(at)["training sequences scored"]) == 40
+    assert any("activation of feature" in c.value for c in at.caption)
