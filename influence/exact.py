@@ -73,6 +73,62 @@ def influence_scores(G: torch.Tensor, query_grads: torch.Tensor, train_grads: to
     return ihvp @ train_grads.T
 
 
+def kronecker_influence(model: nn.Module, modules: list[str], x: torch.Tensor, query_grads: torch.Tensor,
+                        train_grads: torch.Tensor, damping: float, eigen_correct: bool = True) -> torch.Tensor:
+    """[Q, N] influence with K-FAC (`eigen_correct=False`) or EK-FAC, written out from Grosse et al. Eq. 16–20
+    in float64 with the expectation over the model's labels taken exactly (Σ_c p_c …) instead of sampled:
+    per nn.Linear layer, A = E[ā āᵀ] (ā = [a, 1]), S = E_y[Ds Dsᵀ], their eigenbases Q_A, Q_S, and
+    Λ = E_y[(Q_Sᵀ Ds āᵀ Q_A)²] (EK-FAC) or λ_S λ_Aᵀ (K-FAC); the damped inverse divides by Λ + λ in that basis.
+    The gradients are laid out as `loss_gradients` lays them (each module's weight, then its bias)."""
+    model = _copy(model).double()
+    named = dict(model.named_modules())
+    inputs, outputs = {}, {}
+    def keep(name):
+        def hook(mod, inp, out):
+            inputs[name], outputs[name] = inp[0].detach(), out
+        return hook
+
+    hooks = [named[m].register_forward_hook(keep(m)) for m in modules]
+    try:
+        logits = model(x.double())
+    finally:
+        for h in hooks:
+            h.remove()
+    n, n_classes = logits.shape
+    p = torch.softmax(logits.detach(), -1)
+    a_bar = {m: torch.cat([inputs[m], torch.ones(n, 1, dtype=torch.float64)], 1) for m in modules}
+    ds = {m: [] for m in modules}  # per class c: ∂ CE(logits, c) / ∂ s for every example, [N, out]
+    for c in range(n_classes):
+        loss = nn.functional.cross_entropy(logits, torch.full((n,), c), reduction="sum")
+        for m, g in zip(modules, torch.autograd.grad(loss, [outputs[m] for m in modules], retain_graph=True)):
+            ds[m].append(g.detach())
+    blocks = []
+    for m in modules:
+        A = a_bar[m].T @ a_bar[m] / n
+        S = sum((p[:, c, None] * ds[m][c]).T @ ds[m][c] for c in range(n_classes)) / n
+        ea, QA = torch.linalg.eigh(A)
+        es, QS = torch.linalg.eigh(S)
+        if eigen_correct:
+            ra = (a_bar[m] @ QA) ** 2  # [N, in+1]
+            lam = sum((p[:, c, None] * (ds[m][c] @ QS) ** 2).T @ ra for c in range(n_classes)) / n  # [out, in+1]
+        else:
+            lam = torch.outer(es.clamp(min=0), ea.clamp(min=0))
+        blocks.append((m, QA, QS, lam, named[m].weight.shape))
+    out = torch.zeros(len(query_grads), len(train_grads), dtype=torch.float64)
+    offset = 0
+    for m, QA, QS, lam, (n_out, n_in) in blocks:
+        size = n_out * n_in + n_out
+
+        def as_matrix(g):  # [K, out*in + out] -> [K, out, in+1]
+            w, b = g[:, offset: offset + n_out * n_in], g[:, offset + n_out * n_in: offset + size]
+            return torch.cat([w.reshape(-1, n_out, n_in), b.reshape(-1, n_out, 1)], 2)
+
+        q = QS @ ((QS.T @ as_matrix(query_grads) @ QA) / (lam + damping)) @ QA.T
+        out += torch.einsum("qij,nij->qn", q, as_matrix(train_grads))
+        offset += size
+    return out
+
+
 def mean_eigenvalue(G: torch.Tensor) -> float:
     return float(torch.trace(G) / len(G))
 

@@ -118,3 +118,28 @@ def test_on_a_digits_mlp_ekfac_tracks_the_exact_influence_far_better_than_gradie
         self_query = Engine(m, task, tmp_path, train_batch=400).pairwise(
             torch.utils.data.TensorDataset(x[i : i + 1], y[i : i + 1]), data, "ekfac", damping=lam)["all_modules"][0]
     assert int(torch.argmax(self_query)) == i
+
+
+def test_kronfluence_computes_the_kfac_and_ekfac_of_the_paper(digits_mlp, tmp_path):
+    """The gap to the exact GGN above is the approximation's, not the engine's: kronfluence's K-FAC and EK-FAC
+    scores (labels sampled, float32) equal Eq. 16–20 written out in float64 with the label expectation exact
+    (influence/exact.kronecker_influence). Measured: Pearson 0.999–1.000, Spearman 0.96–0.99, scale within 2%;
+    and those float64 factors sit as far from the exact GGN as kronfluence's do (Spearman 0.44 EK-FAC)."""
+    net, x, y, xq, yq = digits_mlp
+    mods = ["0", "2"]
+    G = exact.gauss_newton(net, mods, x)
+    lam = 0.1 * exact.mean_eigenvalue(G)
+    qg, tg = exact.loss_gradients(net, mods, xq, yq), exact.loss_gradients(net, mods, x, y)
+    data = torch.utils.data.TensorDataset(x, y)
+    task = ClassifierTask(mods)
+    with tracked(net, task) as m:
+        eng = Engine(m, task, tmp_path, train_batch=400)
+        for strategy in ("ekfac", "kfac"):
+            eng.fit(torch.utils.data.ConcatDataset([data] * 20), strategy, lambda f, msg: None)
+            ours = eng.pairwise(torch.utils.data.TensorDataset(xq, yq), data, strategy, damping=lam)["all_modules"]
+            written_out = exact.kronecker_influence(net, mods, x, qg, tg, lam, eigen_correct=strategy == "ekfac")
+            rho, r = _mean_corr(ours, written_out)
+            assert r > 0.99 and rho > 0.9, (strategy, rho, r)
+            assert 0.95 < np.median((ours.double() / written_out).numpy()) < 1.05
+            assert abs(_mean_corr(written_out, exact.influence_scores(G, qg, tg, lam))[0]
+                       - _mean_corr(ours, exact.influence_scores(G, qg, tg, lam))[0]) < 0.1
