@@ -24,12 +24,11 @@ def test_an_lm_query_from_a_share_link(server, browser, server_workbench):
     assert page.get_by_label("Completion (its log-probability after the prompt is the measurement; one token "
                              "works too)").input_value() == ".join("
     page.get_by_role("button", name="Find the influential training sequences (background job)").click()
-    page.get_by_text("· done").first.wait_for(timeout=300_000)
-    page.reload()
+    # the job's live progress, then the page reruns by itself to show the result
+    page.locator("[data-testid='stMetric']").filter(has_text="training sequences scored").wait_for(timeout=300_000)
     settle(page)
-    page.locator("[data-testid='stMetric']").filter(has_text="training sequences scored").wait_for(timeout=120_000)
     assert metrics(page)["training sequences scored"] == "40"
-    page.get_by_text("Most helpful training sequences").wait_for(timeout=60_000)
+    page.get_by_text("Most helpful training sequences", exact=True).wait_for(timeout=60_000)
     # the expanded sequences are drawn one span per token, each titled with its score
     assert wait_for_at_least(page.locator("span[title]"), 50) >= 50
     assert page.get_by_role("link", name="Open this sequence on the Models page").count() >= 2
