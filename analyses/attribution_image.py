@@ -65,7 +65,7 @@ class ImageMethodsSpec(Spec):
 class AttributionImageSpec(ImageMethodsSpec, kind="attribution_image", title="Attribution comparison (image)",
                            page="attribution"):
     image: str = "digits:0"
-    target: int = -1  # the class; -1 = the model's prediction
+    target: int = bounded(-1, -1, None)  # the class; -1 = the model's prediction (other negatives are refused)
 
     def validate(self) -> None:
         super().validate()
@@ -73,13 +73,48 @@ class AttributionImageSpec(ImageMethodsSpec, kind="attribution_image", title="At
             raise BadInput("an image is digits:N or upload:SHA (upload an image on the page, or pass --image FILE)")
 
 
+MAX_IMAGE_PIXELS = 4096 * 4096  # an upload is shrunk to the model's input; nothing larger is worth decoding
+
+
+def open_image(data: bytes):
+    """A PIL image of an upload, decoded, or BadInput: not an image, or more pixels than we decode (a 100 KB
+    PNG can declare 30000 × 30000 pixels: PIL's decompression-bomb guard, with a tighter limit)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(io.BytesIO(data))
+        w, h = img.size
+        if w * h > MAX_IMAGE_PIXELS:
+            raise BadInput(f"the image is {w:,} × {h:,} pixels; at most {MAX_IMAGE_PIXELS:,} pixels are read "
+                           f"(it is shrunk to the model's input anyway): resize it first")
+        img.load()
+        return img
+    except Image.DecompressionBombError:
+        raise BadInput(f"the image declares more than {MAX_IMAGE_PIXELS:,} pixels (a decompression bomb?): "
+                       f"resize it first") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise BadInput("the uploaded file is not an image PIL can read (PNG, JPEG, …)") from None
+
+
+def read_npy(data: bytes) -> np.ndarray:
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - a corrupt, pickled or non-array file
+        raise BadInput(f"the uploaded .npy is not a readable array ({type(e).__name__})") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
+        raise BadInput("the uploaded .npy does not hold numbers")
+    return arr
+
+
 def store_upload(wb, data: bytes, filename: str) -> str:
-    """Keep an uploaded image (content-addressed, written atomically); returns its `upload:SHA` name."""
+    """Keep an uploaded image (content-addressed, written atomically) once it reads as one: a rejected upload
+    is not stored. Returns its `upload:SHA` name."""
     if not data:
         raise BadInput("the uploaded file is empty")
     if len(data) > MAX_UPLOAD_BYTES:
         raise BadInput(f"the image is {len(data) / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB")
     suffix = ".npy" if filename.lower().endswith(".npy") else ".img"
+    read_npy(data) if suffix == ".npy" else open_image(data)
     sha = hashlib.sha256(data).hexdigest()[:20]
     folder = wb.settings.uploads_dir
     folder.mkdir(parents=True, exist_ok=True)
@@ -121,23 +156,16 @@ def load_image(wb, lm, name: str) -> tuple[torch.Tensor, int | None, str]:
         path = matches[0]
         label, desc = None, f"uploaded image {sha}"
         if path.suffix == ".npy":
-            try:
-                arr = np.load(path, allow_pickle=False)
-            except Exception as e:  # noqa: BLE001 - a corrupt or non-array file
-                raise BadInput(f"the uploaded .npy is not a readable array ({type(e).__name__})") from None
+            arr = read_npy(path.read_bytes())
             if arr.ndim == len(shape) + 1 and arr.shape[0] == 1:
                 arr = arr[0]
             if tuple(arr.shape) != shape:
                 raise BadInput(f"the image has shape {tuple(arr.shape)}; {lm.id} takes {shape} (channels, height, width)")
             x = torch.from_numpy(arr.astype(np.float32))[None]
         else:
-            from PIL import Image, UnidentifiedImageError
+            from PIL import Image
 
-            try:
-                img = Image.open(io.BytesIO(path.read_bytes()))
-                img.load()
-            except (UnidentifiedImageError, OSError):
-                raise BadInput("the uploaded file is not an image PIL can read (PNG, JPEG, …)") from None
+            img = open_image(path.read_bytes())
             c, h, w = shape
             img = img.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
             arr = np.asarray(img, dtype=np.float32) / 255.0

@@ -6,7 +6,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from compute.errors import BadInput
-from compute.export import write_bundle
+from compute.export import checked_formats, write_bundle
 
 HASH_RE = re.compile(r"^[0-9a-f]{16}$")
 
@@ -24,6 +24,7 @@ def hash_of(link_or_hash: str) -> str:
 def export_analyses(wb, links: list[str], out_dir: Path, formats: list[str]) -> dict:
     if not links:
         raise BadInput("nothing to export: give at least one share link or hash")
+    formats = checked_formats(formats)  # before any analysis runs or any folder is made
     hashes = [hash_of(x) for x in links]
     out_dir = Path(out_dir)
     report = {"analyses": [], "files": 0, "problems": []}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -57,6 +58,7 @@ class Workbench:
         self.results = ResultCache(self.settings.results_dir)
         self.activations = ActivationCache(self.settings.activations_dir)
         self.jobs = JobManager(self.settings, self.store, worker_module="analyses.worker")
+        self._submitting = threading.Lock()
 
     def startup(self) -> None:
         """Server start: sweep half-written results and mark orphaned jobs failed."""
@@ -103,9 +105,13 @@ class Workbench:
         return RunOutcome(spec, h, result, False, time.perf_counter() - t0, key)
 
     def submit(self, spec: Spec) -> JobRecord:
+        """A background job for `spec`, or the one already running it: six clicks on a button (or six users
+        asking for the same analysis) follow one worker instead of starting six."""
         spec.validate()
         self.models.resolve(spec.model)  # an unknown model fails now, not in the worker
-        return self.jobs.submit(spec.to_dict(), title=spec.describe())
+        with self._submitting:
+            running = next((j for j in self.jobs.list() if j.spec_hash == spec.hash and j.active), None)
+            return running or self.jobs.submit(spec.to_dict(), title=spec.describe())
 
     def load_shared(self, spec_hash_: str) -> Spec:
         data = self.store.get_spec(spec_hash_)

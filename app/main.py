@@ -19,7 +19,9 @@ if shared_error:
 
 # Readable links name the page (?page=jobs&job=...); a share link ?a=<hash> alone goes to its spec's page.
 wanted = st.query_params.get("page") or (pages.page_of(shared) if shared is not None else None)
-if wanted in PAGES and nav.url_path != PAGES[wanted].url_path:
+if wanted is not None and wanted not in PAGES:
+    st.warning(f"There is no page '{wanted[:40]}' here; the pages are {', '.join(PAGES)}.")
+elif wanted in PAGES and nav.url_path != PAGES[wanted].url_path:
     rest = {k: v for k, v in st.query_params.to_dict().items() if k != "page"}
     st.switch_page(PAGES[wanted], query_params=rest)
 

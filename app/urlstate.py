@@ -47,18 +47,24 @@ def set_params(**params) -> None:
             st.query_params[k] = str(v)
 
 
-def init_from_url(key: str, param: str, default=None, cast=str):
-    """Seed a widget's session-state value from the URL once per session (the URL wins on arrival)."""
+def init_from_url(key: str, param: str, default=None, cast=str, lo=None, hi=None):
+    """Seed a widget's session-state value from the URL once per session (the URL wins on arrival). A value
+    that does not parse, or lies outside [lo, hi], is not used, and the page says so and what it used instead."""
     seeded = st.session_state.setdefault("_seeded_from_url", set())
     if key not in seeded:
         seeded.add(key)
         raw = st.query_params.get(param)
         if raw is not None:
             try:
-                st.session_state[key] = cast(raw)
+                value = cast(raw)
+                if (lo is not None and value < lo) or (hi is not None and value > hi):
+                    raise ValueError
+                st.session_state[key] = value
                 return
             except (TypeError, ValueError):
-                pass
+                bounds = f" (between {lo} and {hi})" if lo is not None and hi is not None else ""
+                st.warning(f"The link's `{param}={raw[:40]}` is not a valid value{bounds}; "
+                           f"{'using ' + str(default) if default is not None else 'it is ignored'}.")
         if default is not None and key not in st.session_state:
             st.session_state[key] = default
 

@@ -15,6 +15,16 @@ PLOTLY_CONFIG = {"displaylogo": False, "showSendToCloud": False,
                  "toImageButtonOptions": {"format": "svg", "scale": 2}}
 
 
+_MARKDOWN_SPECIALS = {c: f"&#{ord(c)};" for c in "\\`*_{}[]()#+-.!|~$<>&\"'"}
+
+
+def literal(text: str) -> str:
+    """User text (a prompt, a token) for st.markdown with HTML allowed: every HTML and Markdown character as an
+    entity, so `<script>`, `**`, `$x$` or `[a](b)` show as typed (Markdown still parses text inside HTML tags,
+    and across a row of token spans)."""
+    return "".join(_MARKDOWN_SPECIALS.get(c, c) for c in str(text))
+
+
 def show_error(e: BaseException) -> None:
     if isinstance(e, WorkbenchError):
         st.error(str(e), icon="⚠️")

@@ -71,21 +71,46 @@ def cmd_zoo_check(args) -> int:
 def cmd_run(args) -> int:
     from analyses.registry import spec_from_dict
     from analyses.workbench import Workbench, configure_threads
-    from compute.errors import BadInput
 
-    try:
-        data = json.loads(Path(args.spec).read_text())
-    except FileNotFoundError:
-        raise BadInput(f"no spec file at {args.spec}") from None
-    except json.JSONDecodeError as e:
-        raise BadInput(f"{args.spec} is not valid JSON: {e}") from None
-    spec = spec_from_dict(data)
+    spec = spec_from_dict(read_spec_file(args.spec))
     configure_threads()
     outcome = Workbench().run(spec, force=args.force)
     _print({"hash": outcome.spec_hash, "kind": spec.KIND, "cached": outcome.cached,
             "seconds": round(outcome.seconds, 3), "summary": outcome.result.summary,
             "figures": list(outcome.result.figures), "tables": list(outcome.result.tables)}, args.json)
     return 0
+
+
+MAX_SPEC_BYTES = 10 * 2**20
+
+
+def read_spec_file(name: str) -> dict:
+    """A spec file's JSON object, or BadInput saying why not (missing, a folder, binary, huge, nested deeper
+    than JSON parsers recurse, not an object)."""
+    from compute.errors import BadInput
+
+    path = Path(name)
+    if path.is_dir():
+        raise BadInput(f"{name} is a folder, not a spec file")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise BadInput(f"no spec file at {name}") from None
+    except OSError as e:
+        raise BadInput(f"cannot read {name}: {e.strerror}") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise BadInput(f"{name} is {len(raw) / 2**20:.0f} MB; a spec is a small JSON object")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadInput(f"{name} is not a UTF-8 text file") from None
+    except json.JSONDecodeError as e:
+        raise BadInput(f"{name} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise BadInput(f"{name} is nested too deeply to be a spec") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{name} holds a JSON {type(data).__name__}; a spec is an object with a \"kind\"")
+    return data
 
 
 def cmd_export(args) -> int:
@@ -106,6 +131,7 @@ def cmd_sae_train(args) -> int:
 
     from analyses.sae_runs import SAETrainSpec
     from analyses.workbench import Workbench, configure_threads
+    from compute.errors import BadInput
 
     configure_threads()
     spec = SAETrainSpec(model=args.model, hook=args.hook, arch=args.arch, k=args.k, d_sae=args.d_sae,
@@ -113,6 +139,10 @@ def cmd_sae_train(args) -> int:
                         aux_loss=args.aux_loss, capacity=args.capacity, zipf_exponent=args.zipf_exponent,
                         seed=args.seed)
     spec.validate()
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        what = "a file" if not out.is_dir() else "a folder that is not empty"
+        raise BadInput(f"--out {args.out} is {what}: give a new or empty folder (nothing was touched)")
     last = [-1]
 
     def report(fraction: float, message: str = "") -> None:
@@ -123,11 +153,13 @@ def cmd_sae_train(args) -> int:
 
     outcome = Workbench().run(spec, progress=report)
     s = outcome.result.summary
-    if args.out:
-        out = Path(args.out)
+    if out is not None:
+        tmp = out.with_name(f".{out.name}.partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(s["sae_path"], tmp)
         if out.exists():
-            shutil.rmtree(out)
-        shutil.copytree(s["sae_path"], out)
+            out.rmdir()  # empty, checked before training
+        tmp.replace(out)  # the SAE appears whole or not at all
         s = {**s, "sae_path": str(out.resolve())}
     _print({"hash": outcome.spec_hash, "cached": outcome.cached, **s}, args.json)
     return 0
@@ -533,10 +565,24 @@ def main(argv: list[str] | None = None) -> int:
     from compute.errors import WorkbenchError
 
     try:
+        _check_text_arguments(args)
         return int(args.fn(args) or 0)
     except WorkbenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def _check_text_arguments(args) -> None:
+    """Arguments that are not valid UTF-8 (Python keeps their bytes as lone surrogates, which cannot be
+    tokenised, stored or printed) are refused up front, by name."""
+    from compute.errors import BadInput
+
+    for name, value in vars(args).items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadInput(f"--{name.replace('_', '-')} is not valid UTF-8 text") from None
 
 
 if __name__ == "__main__":

@@ -74,16 +74,21 @@ def table_bytes(df: pd.DataFrame, fmt: str) -> bytes:
     raise BadInput(f"unknown table format '{fmt}'; use csv or json")
 
 
-def write_bundle(out_dir: Path, prefix: str, figures: dict[str, go.Figure], tables: dict[str, pd.DataFrame],
-                 summary: dict, formats: Iterable[str]) -> tuple[list[Path], list[str]]:
-    """Write one analysis's figures (in each format) and data. Returns (files written, problems)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written, problems = [], []
+def checked_formats(formats: Iterable[str]) -> list[str]:
     formats = [f.lower() for f in formats]
     for f in formats:
         if f not in FIGURE_FORMATS:
             raise BadInput(f"unknown figure format '{f}'; use {', '.join(FIGURE_FORMATS)}")
+    return formats
+
+
+def write_bundle(out_dir: Path, prefix: str, figures: dict[str, go.Figure], tables: dict[str, pd.DataFrame],
+                 summary: dict, formats: Iterable[str]) -> tuple[list[Path], list[str]]:
+    """Write one analysis's figures (in each format) and data. Returns (files written, problems)."""
+    out_dir = Path(out_dir)
+    formats = checked_formats(formats)
+    out_dir.mkdir(parents=True, exist_ok=True)  # only once the formats are known: no empty folder
+    written, problems = [], []
     for name, fig in figures.items():
         for fmt in formats:
             path = out_dir / f"{prefix}{name}.{fmt}"

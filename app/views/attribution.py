@@ -3,7 +3,6 @@ Captum's gradient and ablation methods, attention), with faithfulness, agreement
 the comparison over a set of prompts as a job."""
 from __future__ import annotations
 
-import html
 
 import streamlit as st
 
@@ -71,8 +70,8 @@ def token_rows(scores, methods) -> str:
         for tok, v in zip(df.token, df.normalised):
             colour = f"rgba(178,24,43,{min(1, abs(v)):.2f})" if v >= 0 else f"rgba(33,102,172,{min(1, abs(v)):.2f})"
             cells.append(f"<span title='{v:+.3f}' style='background:{colour};padding:1px 0;white-space:pre'>"
-                         f"{html.escape(tok)}</span>")
-        out.append(f"<tr><td style='padding-right:12px;white-space:nowrap'>{html.escape(method_label(m))}</td>"
+                         f"{widgets.literal(tok)}</span>")
+        out.append(f"<tr><td style='padding-right:12px;white-space:nowrap'>{widgets.literal(method_label(m))}</td>"
                    f"<td>{''.join(cells)}</td></tr>")
     return "".join(out) + "</table>"
 

@@ -4,7 +4,6 @@ completion on a language model, an image and a label on the digits models, or th
 training digit with a share of labels flipped — is scored against every training example as a job of its own."""
 from __future__ import annotations
 
-import html
 
 import numpy as np
 import streamlit as st
@@ -59,7 +58,7 @@ def token_html(tokens, scores) -> str:
         a = min(1.0, abs(s) / lim)
         colour = f"rgba(33,102,172,{a:.2f})" if s > 0 else f"rgba(178,24,43,{a:.2f})"
         spans.append(f'<span title="{s:.4g}" style="background:{colour};white-space:pre-wrap">'
-                     f"{html.escape(t)}</span>")
+                     f"{widgets.literal(t)}</span>")
     return '<div style="font-family:monospace;font-size:0.85em;line-height:1.6">' + "".join(spans) + "</div>"
 
 

@@ -40,7 +40,7 @@ with st.expander("Architecture and hook names", expanded=False):
 if lm.kind != "lm":
     st.info("This is an image model: prompts apply to language models. Its quality check runs below.")
 else:
-    urlstate.init_from_url("prompt_top_k", "top_k", 5, int)
+    urlstate.init_from_url("prompt_top_k", "top_k", 5, int, lo=1, hi=50)
     if "prompt_text" not in st.session_state:
         st.session_state["prompt_text"] = ("def add(a, b):\n    return a + b\n\n\ndef add(a, b):\n    return"
                                            if lm.id == "zoo-lm" else "The quick brown fox")
@@ -80,7 +80,8 @@ else:
             st.caption(("loaded from the result cache" if outcome.cached else "computed") +
                        f" in {outcome.seconds*1000:.0f} ms · analysis `{outcome.spec_hash}`")
             widgets.share_box(urlstate.share_link("", a=outcome.spec_hash, model=lm.id))
-            st.markdown("**Tokens**: " + " ".join(f"`{t}`" for t in s["tokens"]))
+            st.markdown("**Tokens**: " + " ".join(f"<code>{widgets.literal(t)}</code>" for t in s["tokens"]),
+                        unsafe_allow_html=True)
             tabs = st.tabs(["Predictions", "Logit lens", "Attention", "Tables"])
             with tabs[0]:
                 widgets.figure_with_downloads("predictions", res.figures["predictions"], active)

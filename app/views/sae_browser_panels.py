@@ -2,7 +2,6 @@
 steering, SAE error). Each renders a Result produced by an analysis spec; nothing is computed here."""
 from __future__ import annotations
 
-import html
 
 import pandas as pd
 import streamlit as st
@@ -42,7 +41,7 @@ def context_html(tokens: list[str], acts: list[float], center: int, scale: float
         alpha = 0.0 if scale <= 0 else min(1.0, max(0.0, a / scale))
         border = "border-bottom:2px solid #333;" if i == center else ""
         spans.append(f'<span title="{a:.3f}" style="background:rgba(228,87,46,{alpha:.2f});{border}'
-                     f'padding:1px 0;white-space:pre">{html.escape(tok)}</span>')
+                     f'padding:1px 0;white-space:pre">{widgets.literal(tok)}</span>')
     return "<div style='font-family:monospace;font-size:0.85em;line-height:1.9'>" + "".join(spans) + "</div>"
 
 

@@ -99,3 +99,29 @@ def test_quality_check_is_submitted_as_a_job():
     at.run()
     assert not at.exception and not errors(at)
     assert any("submitted" in s.value for s in at.success)
+
+
+@pytest.mark.parametrize("top_k", ["999999", "-5", "five"])
+def test_an_out_of_range_top_k_in_the_link_is_said_and_not_used(top_k):
+    at = new_app(top_k=top_k)
+    at.run()
+    assert not at.exception
+    assert any(f"top_k={top_k}" in w.value and "using 5" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert at.number_input(key="prompt_top_k").value == 5
+
+
+def test_an_unknown_page_in_the_link_is_said():
+    at = new_app(page="nonexistent")
+    at.run()
+    assert any("no page 'nonexistent'" in w.value for w in at.warning)
+
+
+def test_markdown_and_html_in_a_prompt_show_as_typed():
+    at = new_app()
+    at.run()
+    at.text_area(key="prompt_text").input("**bold** $x$ [a](b) <b>hi</b>")
+    button(at, "Run prompt").click()
+    at.run()
+    line = next(md.value for md in at.markdown if md.value.startswith("**Tokens**"))
+    assert "&#42;&#42;" in line and "&#36;" in line and "&#60;" in line and "&#91;" in line
+    assert "**bold" not in line and "<b>" not in line
