@@ -123,6 +123,7 @@ def store_upload(wb, data: bytes, filename: str) -> str:
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_bytes(data)
         tmp.replace(path)
+    wb.store.record_upload(f"upload:{sha}", owner=wb.user.name)
     return f"upload:{sha}"
 
 

@@ -130,6 +130,11 @@ class Spec:
         """Fitted artifacts this analysis reads; their fingerprints join its result-cache key."""
         return ()
 
+    def token_budget(self) -> int:
+        """The tokens this analysis processes (activations read, SAE training, dashboards, influence scans), for
+        a server's per-job limit; 0 where it is one prompt's worth. Specs that read a corpus name it n_tokens."""
+        return int(getattr(self, "n_tokens", 0) or 0)
+
     def describe(self) -> str:
         return f"{self.TITLE or self.KIND} on {self.model}"
 

@@ -40,6 +40,11 @@ class TrainingFile:
     """A `text:PATH` training set: its content joins the cache key, so an edited file is refitted."""
     path: str
 
+    def check_access(self, wb) -> None:
+        from compute.paths import confined
+
+        confined(wb.settings, self.path, "training files")
+
     def fingerprint(self, wb) -> str:
         p = Path(self.path).expanduser()
         try:

@@ -36,6 +36,9 @@ class SAERef:
     def fingerprint(self, wb) -> str:
         return sae_fingerprint(wb, self.source)
 
+    def check_access(self, wb) -> None:
+        sae_location(wb, self.source)  # confines a folder to the roots (a run hash or a release passes)
+
 
 @dataclass(frozen=True)
 class SAESpec(Spec):
@@ -58,6 +61,10 @@ def sae_location(wb, source: str) -> str:
     if not source:
         raise BadInput(NO_SAE)
     if not RUN_HASH.match(source):
+        if wb.settings.path_roots is not None and _is_path(source):
+            from compute.paths import confined
+
+            return str(confined(wb.settings, source, "SAE folders"))
         return source
     if wb.store.get_spec(source) is None:
         raise BadInput(f"no SAE run is stored under '{source}' on this server")
@@ -70,6 +77,11 @@ def sae_location(wb, source: str) -> str:
     if isinstance(spec, SAESpec):  # an evaluation of an SAE from elsewhere: that SAE
         return sae_location(wb, spec.sae)
     raise BadInput(f"'{source}' is a {spec.KIND} analysis, not an SAE")
+
+
+def _is_path(source: str) -> bool:
+    """A folder, as opposed to a SAELens `release:sae_id` (which load_sae tries only when no folder exists)."""
+    return source.startswith(("/", "~", ".")) or ":" not in source or Path(source).expanduser().is_dir()
 
 
 def sae_fingerprint(wb, source: str) -> str:

@@ -18,6 +18,7 @@ from compute.settings import Settings, load_settings
 from compute.specs import result_key
 from compute.store import JobRecord, Store
 
+from .acting import LOCAL
 from .base import FitSpec, Result, Spec
 from .registry import analysis_of, spec_from_dict
 
@@ -51,6 +52,8 @@ class RunOutcome:
 
 
 class Workbench:
+    user = LOCAL  # the local tool and the CLI act as their machine's operator (analyses.acting)
+
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or load_settings()
         self.store = Store(self.settings.store_path)
@@ -76,6 +79,19 @@ class Workbench:
             fingerprint += f":v{version}"
         return result_key(spec.hash, fingerprint)
 
+    def check_access(self, spec: Spec) -> None:
+        """Server paths the spec names (an SAE folder, a training file, through its dependencies) must lie in
+        the operator's roots when the app serves a group; checked here, in the server, before a job is handed
+        to a worker (whose own settings do not confine)."""
+        if self.settings.path_roots is None:
+            return
+        for dependency in spec.depends_on():
+            check = getattr(dependency, "check_access", None)
+            if check is not None:
+                check(self)
+            elif isinstance(dependency, Spec):
+                self.check_access(dependency)
+
     def artifact_folder(self, spec: FitSpec) -> Path:
         """The folder a fit keeps its artifact in (checkpoints, logs, the fitted weights)."""
         return self.settings.fit_dir(spec.ARTIFACT) / self.result_key(spec, spec.artifact_version())
@@ -84,12 +100,15 @@ class Workbench:
         path = self.results.get(self.result_key(spec))
         return Result.load(path) if path else None
 
-    def run(self, spec: Spec | dict, progress: Progress | None = None, force: bool = False) -> RunOutcome:
+    def run(self, spec: Spec | dict, progress: Progress | None = None, force: bool = False,
+            owner: str = "") -> RunOutcome:
         if isinstance(spec, dict):
             spec = spec_from_dict(spec)
         spec.validate()
+        self.check_access(spec)
+        self.check_tokens(spec)
         t0 = time.perf_counter()
-        h = self.store.put_spec(spec.to_dict())
+        h = self.store.put_spec(spec.to_dict(), creator=owner)
         key = self.result_key(spec)
         if not force:
             path = self.results.get(key)
@@ -104,14 +123,46 @@ class Workbench:
         self.results.put(key, result.save)
         return RunOutcome(spec, h, result, False, time.perf_counter() - t0, key)
 
-    def submit(self, spec: Spec) -> JobRecord:
+    def submit(self, spec: Spec, owner: str = "") -> JobRecord:
         """A background job for `spec`, or the one already running it: six clicks on a button (or six users
-        asking for the same analysis) follow one worker instead of starting six."""
+        asking for the same analysis) follow one worker instead of starting six. The limits (Settings.limits)
+        count queued and running jobs per user and in all."""
         spec.validate()
-        self.models.resolve(spec.model)  # an unknown model fails now, not in the worker
+        self.models.resolve(spec.model)  # an unknown model (or a folder outside the roots) fails now, not in the worker
+        self.check_access(spec)
+        self.check_tokens(spec)
+        limits = self.settings.limits
         with self._submitting:
-            running = next((j for j in self.jobs.list() if j.spec_hash == spec.hash and j.active), None)
-            return running or self.jobs.submit(spec.to_dict(), title=spec.describe())
+            active = [j for j in self.jobs.list() if j.active]
+            running = next((j for j in active if j.spec_hash == spec.hash), None)
+            if running is not None:
+                return running
+            mine = [j for j in active if j.owner == owner]
+            if limits.jobs_per_user and len(mine) >= limits.jobs_per_user:
+                raise BadInput(f"you have {len(mine)} jobs queued or running, the limit per user on this server "
+                               f"(an operator raises it with WORKBENCH_MAX_JOBS_PER_USER): wait for one, or cancel one "
+                               f"on the Jobs page")
+            if limits.jobs_total and len(active) >= limits.jobs_total:
+                raise BadInput(f"{len(active)} jobs are queued or running on this server, its limit (an operator "
+                               f"raises it with WORKBENCH_MAX_JOBS): try again when one has finished")
+            return self.jobs.submit(spec.to_dict(), title=spec.describe(), owner=owner)
+
+    # as the local tool and the CLI use them; analyses.acting.Acting gives a signed-in user's view
+    def share(self, spec: Spec) -> str:
+        return self.store.put_spec(spec.to_dict())
+
+    def may_cancel(self, rec: JobRecord) -> bool:
+        return True
+
+    def cancel(self, job_id: str) -> JobRecord | None:
+        return self.jobs.cancel(job_id)
+
+    def check_tokens(self, spec: Spec) -> None:
+        budget = self.settings.limits.job_tokens
+        asked = spec.token_budget()
+        if budget and asked > budget:
+            raise BadInput(f"this asks for {asked:,} tokens; one analysis may process at most {budget:,} on this "
+                           f"server (an operator raises it with WORKBENCH_MAX_JOB_TOKENS)")
 
     def load_shared(self, spec_hash_: str) -> Spec:
         data = self.store.get_spec(spec_hash_)

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import pages, urlstate
-from app.services import workbench
+from app import auth, pages, urlstate
+from app.services import ACTING_USER, workbench
 from compute.models import DEFAULT_MODEL, list_models
 
 st.set_page_config(page_title="Interpretability workbench", page_icon=":material/biotech:", layout="wide")
+st.session_state[ACTING_USER] = auth.current_user()  # a served app's sign-in form stops here until signed in
 
 PAGES = pages.st_pages()
 nav = st.navigation(pages.navigation(PAGES), position="top")

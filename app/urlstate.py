@@ -33,7 +33,7 @@ def share_link(url_path: str, **params) -> str:
 
 def spec_link(wb, url_path: str, spec) -> str:
     """A link that opens `spec` on a page, filled in (stored first, so the link carries only its hash)."""
-    return share_link(url_path, a=wb.store.put_spec(spec.to_dict()), model=getattr(spec, "model", None))
+    return share_link(url_path, a=wb.share(spec), model=getattr(spec, "model", None))
 
 
 def set_params(**params) -> None:

@@ -91,8 +91,15 @@ def follow_job(wb, job_id: str, key: str, *, title: bool = True, live=None, when
             st.markdown(f"**{rec.title}** · job `{rec.id}` · {rec.status}")
         if rec.active:
             st.progress(rec.progress, text=rec.message or rec.status)
-            if st.button(cancel_label, key=f"{key}-cancel-{rec.id}", disabled=bool(rec.cancel_requested)):
-                wb.jobs.cancel(rec.id)
+            mine = wb.may_cancel(rec)
+            if st.button(cancel_label, key=f"{key}-cancel-{rec.id}", disabled=bool(rec.cancel_requested) or not mine,
+                         help=None if mine else f"started by {rec.owner or 'someone before sign-in'}: only they or "
+                                                f"an operator can cancel it"):
+                try:
+                    wb.cancel(rec.id)
+                except WorkbenchError as e:
+                    show_error(e)
+                    return
                 st.rerun(scope="fragment")
         elif rec.status == "failed":
             st.error(rec.error or "failed")

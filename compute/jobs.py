@@ -59,9 +59,9 @@ class JobManager:
     def log_path(self, job_id: str) -> Path:
         return self.settings.jobs_dir / f"{job_id}.log"
 
-    def submit(self, spec: dict, title: str | None = None) -> JobRecord:
+    def submit(self, spec: dict, title: str | None = None, owner: str = "") -> JobRecord:
         job_id = uuid.uuid4().hex[:12]
-        rec = self.store.create_job(job_id, spec, title or spec.get("kind", "job"))
+        rec = self.store.create_job(job_id, spec, title or spec.get("kind", "job"), owner=owner)
         env = {**os.environ, "WORKBENCH_HOME": str(self.settings.home)}
         with open(self.log_path(job_id), "ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", self.worker_module, job_id], stdout=log,

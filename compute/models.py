@@ -153,11 +153,25 @@ def resolve(model_id: str, settings: Settings) -> ModelInfo:
                                 f"{', '.join(tabular_data.PREFIX + n for n in tabular_data.BUILT_IN)}, or upload a CSV")
         return ModelInfo(model_id, "tabular", "zoo", tabular_data.BUILT_IN[name][0])
     raw = model_id.removeprefix("local:")
-    for candidate in (Path(raw).expanduser(), settings.models_dir / raw):
+    looks_like_path = model_id.startswith("local:") or raw.startswith(("/", "~", "."))
+    candidates = [Path(raw).expanduser(), settings.models_dir / raw]
+    if settings.path_roots is not None:  # a served app: only folders inside the operator's roots
+        from .paths import confined, refusal
+
+        allowed = []
+        for c in candidates:
+            try:
+                allowed.append(confined(settings, str(c), "model folders"))
+            except BadInput:
+                continue
+        if looks_like_path and not any(c.is_dir() for c in allowed):
+            raise ModelNotFound(refusal(settings, "model folders"))  # the same words whether it exists or not
+        candidates = allowed
+    for candidate in candidates:
         if candidate.is_dir():
             folder = candidate.resolve()
             return ModelInfo(model_id, _folder_kind(folder), "local", f"local checkpoint {folder}", str(folder))
-    if model_id.startswith("local:") or "/" in raw and Path(raw).is_absolute():
+    if looks_like_path and (model_id.startswith("local:") or Path(raw).expanduser().is_absolute()):
         raise ModelNotFound(f"no model folder at {raw}")
     official = _official_tl_name(model_id)
     if official:

@@ -14,10 +14,23 @@ ARTIFACT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one user may ask of a shared server (0: no limit). Each message that enforces one names its variable."""
+    jobs_per_user: int = 0  # queued + running jobs of one user (WORKBENCH_MAX_JOBS_PER_USER)
+    jobs_total: int = 0  # queued + running jobs of everyone (WORKBENCH_MAX_JOBS)
+    job_tokens: int = 0  # tokens one job may process: activations, SAE training, dashboards, influence
+    #                      (WORKBENCH_MAX_JOB_TOKENS)
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path  # results, activations, the SQLite store, job logs
     max_loaded_models: int
     device: str | None  # None: CUDA when present, else CPU
+    # Folders a browser may name as a model, an SAE or a training file. None: any (the local single-user tool,
+    # and the CLI, which its operator runs); a served deployment lists its roots (WORKBENCH_MODEL_ROOTS).
+    path_roots: tuple[Path, ...] | None = None
+    limits: Limits = Limits()
 
     @property
     def store_path(self) -> Path:
@@ -56,11 +69,53 @@ class Settings:
         return self.home / "cache" / name
 
 
-def load_settings() -> Settings:
+def load_settings(served: bool = False) -> Settings:
+    """`served`: for the app serving a group (sign-in configured, or WORKBENCH_MODEL_ROOTS set): browser-named
+    folders are confined to the roots, and the job limits apply (defaults 4 per user, 16 in all)."""
     home = Path(os.environ.get("WORKBENCH_HOME") or Path.home() / ".cache" / "interp-workbench").expanduser()
     home.mkdir(parents=True, exist_ok=True)
+    roots = None
+    if served:
+        listed = [p for p in os.environ.get("WORKBENCH_MODEL_ROOTS", "").split(os.pathsep) if p.strip()]
+        roots = tuple(Path(p).expanduser() for p in listed) or (home / "models", home / "saes", home / "data")
     return Settings(
         home=home,
         max_loaded_models=max(1, int(os.environ.get("WORKBENCH_MAX_MODELS", "3"))),
         device=os.environ.get("WORKBENCH_DEVICE") or None,
+        path_roots=roots,
+        limits=Limits(jobs_per_user=_int_env("WORKBENCH_MAX_JOBS_PER_USER", 4 if served else 0),
+                      jobs_total=_int_env("WORKBENCH_MAX_JOBS", 16 if served else 0),
+                      job_tokens=_int_env("WORKBENCH_MAX_JOB_TOKENS", 0)),
     )
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not '{raw}'") from None
+
+
+def served_mode() -> bool:
+    """The app serves a group when sign-in is configured (a shared token, or OIDC in .streamlit/secrets.toml)
+    or the operator lists folder roots; otherwise it is the single-user local tool."""
+    if os.environ.get("WORKBENCH_TOKEN") or os.environ.get("WORKBENCH_MODEL_ROOTS"):
+        return True
+    return oidc_configured()
+
+
+def oidc_configured() -> bool:
+    for folder in (Path.cwd(), REPO_ROOT, Path.home()):
+        secrets = folder / ".streamlit" / "secrets.toml"
+        if secrets.is_file():
+            import tomllib
+
+            try:
+                if "auth" in tomllib.loads(secrets.read_text()):
+                    return True
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
+                continue
+    return False

@@ -39,7 +39,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created);
+CREATE TABLE IF NOT EXISTS uploads (
+    name TEXT PRIMARY KEY,           -- upload:SHA, csv:SHA: content-addressed
+    owner TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL
+);
 """
+# Columns added after stores were created: (table, column, declaration), added on open when missing.
+ADDED_COLUMNS = (("jobs", "owner", "TEXT NOT NULL DEFAULT ''"), ("specs", "creator", "TEXT NOT NULL DEFAULT ''"))
 
 ACTIVE = ("queued", "running")
 
@@ -60,6 +67,7 @@ class JobRecord:
     created: float
     started: float | None
     finished: float | None
+    owner: str = ""  # who started it ("" before sign-in existed, or from the CLI)
 
     @property
     def active(self) -> bool:
@@ -73,6 +81,9 @@ class Store:
         with self._conn() as c:
             c.execute("PRAGMA journal_mode=WAL")
             c.executescript(SCHEMA)
+            for table, column, declaration in ADDED_COLUMNS:
+                if column not in {r["name"] for r in c.execute(f"PRAGMA table_info({table})")}:
+                    c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
@@ -84,12 +95,28 @@ class Store:
             conn.close()
 
     # --- specs (what a share link points at) ---
-    def put_spec(self, spec: dict) -> str:
+    def put_spec(self, spec: dict, creator: str = "") -> str:
+        """Store a spec (what a share link names); the first to store it is its creator."""
         h = spec_hash(spec)
         with self._conn() as c:
-            c.execute("INSERT OR IGNORE INTO specs(hash, kind, json, created) VALUES (?,?,?,?)",
-                      (h, spec.get("kind", "?"), canonical_json(spec), time.time()))
+            c.execute("INSERT OR IGNORE INTO specs(hash, kind, json, created, creator) VALUES (?,?,?,?,?)",
+                      (h, spec.get("kind", "?"), canonical_json(spec), time.time(), creator))
         return h
+
+    def spec_creator(self, h: str) -> str | None:
+        with self._conn() as c:
+            row = c.execute("SELECT creator FROM specs WHERE hash=?", (h,)).fetchone()
+        return row["creator"] if row else None
+
+    # --- uploads (content-addressed files; the first uploader is recorded) ---
+    def record_upload(self, name: str, owner: str = "") -> None:
+        with self._conn() as c:
+            c.execute("INSERT OR IGNORE INTO uploads(name, owner, created) VALUES (?,?,?)", (name, owner, time.time()))
+
+    def upload_owner(self, name: str) -> str | None:
+        with self._conn() as c:
+            row = c.execute("SELECT owner FROM uploads WHERE name=?", (name,)).fetchone()
+        return row["owner"] if row else None
 
     def get_spec(self, h: str) -> dict | None:
         with self._conn() as c:
@@ -104,11 +131,11 @@ class Store:
         return [(r["hash"], json.loads(r["json"]), r["created"]) for r in rows]
 
     # --- jobs ---
-    def create_job(self, job_id: str, spec: dict, title: str) -> JobRecord:
-        h = self.put_spec(spec)
+    def create_job(self, job_id: str, spec: dict, title: str, owner: str = "") -> JobRecord:
+        h = self.put_spec(spec, creator=owner)
         with self._conn() as c:
-            c.execute("INSERT INTO jobs(id, spec_hash, kind, title, status, created) VALUES (?,?,?,?,?,?)",
-                      (job_id, h, spec.get("kind", "?"), title, "queued", time.time()))
+            c.execute("INSERT INTO jobs(id, spec_hash, kind, title, status, created, owner) VALUES (?,?,?,?,?,?,?)",
+                      (job_id, h, spec.get("kind", "?"), title, "queued", time.time(), owner))
         return self.get_job(job_id)
 
     def get_job(self, job_id: str) -> JobRecord | None:

@@ -56,6 +56,7 @@ if data == UPLOAD:
         st.stop()
     try:
         name = store_csv(wb.settings.uploads_dir, upload.getvalue())
+        wb.store.record_upload(name, owner=wb.user.name)
     except Exception as e:  # noqa: BLE001
         widgets.show_error(e)
         st.stop()

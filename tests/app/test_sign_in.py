@@ -1,0 +1,46 @@
+"""AppTest: with WORKBENCH_TOKEN set the app is a served one: nothing shows until a user signs in with their
+name and the token; a wrong token is refused; the operator's token signs in as an operator; signing out
+returns to the form. Without it (every other test) the app is the single-user local tool."""
+from tests.app.helpers import button, errors, new_app
+
+
+def _form(monkeypatch):
+    monkeypatch.setenv("WORKBENCH_TOKEN", "group-secret")
+    monkeypatch.setenv("WORKBENCH_OPERATOR_TOKEN", "operator-secret")
+    at = new_app()
+    at.run()
+    assert not at.exception
+    return at
+
+
+def test_nothing_shows_before_sign_in_and_a_wrong_token_is_refused(monkeypatch):
+    at = _form(monkeypatch)
+    assert not at.metric and not at.dataframe and at.text_input(key="sign_in_token")
+    at.text_input(key="sign_in_name").input("ann")
+    at.text_input(key="sign_in_token").input("guess")
+    button(at, "Sign in").click()
+    at.run()
+    assert any("not this server's" in e for e in errors(at)) and not at.dataframe
+
+
+def test_the_token_signs_in_and_names_the_user_then_sign_out(monkeypatch):
+    at = _form(monkeypatch)
+    at.text_input(key="sign_in_name").input("ann")
+    at.text_input(key="sign_in_token").input("group-secret")
+    button(at, "Sign in").click()
+    at.run()
+    assert not at.exception and not errors(at)
+    assert any("signed in as **ann**" in c.value for c in at.sidebar.caption)
+    assert at.dataframe  # the Models page: the architecture and hook tables
+    button(at, "Sign out").click()
+    at.run()
+    assert at.text_input(key="sign_in_token") and not at.dataframe
+
+
+def test_the_operator_token_signs_in_an_operator(monkeypatch):
+    at = _form(monkeypatch)
+    at.text_input(key="sign_in_name").input("olga")
+    at.text_input(key="sign_in_token").input("operator-secret")
+    button(at, "Sign in").click()
+    at.run()
+    assert any("signed in as **olga** (operator)" in c.value for c in at.sidebar.caption)
