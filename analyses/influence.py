@@ -61,6 +61,7 @@ class InfluenceFactorsSpec(FitSpec, kind="influence_factors", title="Influence f
     strategy: str = "ekfac"
     max_sequences: int = bounded(1000, 10, 200_000)  # LM training sequences, taken evenly across the set
     fisher_samples: int = bounded(1, 1, 32)  # labels sampled per example for the true Fisher (Monte Carlo)
+    seed: int = 0  # of those samples: the same spec fits the same factors
 
     def validate(self) -> None:
         super().validate()
@@ -76,7 +77,7 @@ class InfluenceFactorsSpec(FitSpec, kind="influence_factors", title="Influence f
 
     def factor_fields(self) -> dict:
         return {k: getattr(self, k) for k in ("model", "train", "modules", "strategy", "max_sequences",
-                                               "fisher_samples")}
+                                               "fisher_samples", "seed")}
 
     def factors_spec(self) -> "InfluenceFactorsSpec":
         return InfluenceFactorsSpec(**self.factor_fields())
@@ -153,7 +154,8 @@ def run_influence_factors(spec: InfluenceFactorsSpec, ctx) -> Result:
         last[:] = [now, msg]
         ctx.progress(0.98 * f, msg)
 
-    with tracked(s.net, s.task, s.lock) as net:
+    with tracked(s.net, s.task, s.lock) as net, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seed)  # kronfluence samples the Fisher's labels from torch's global generator
         Engine(net, s.task, tmp).fit(_repeated(s.train, spec.fisher_samples), spec.strategy, progress)
     stages.pop("start", None)
     stages.pop("factors fitted", None)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analyses.influence_lm import InfluenceLMSpec
@@ -32,8 +33,16 @@ def train_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def planted(wb, train_file):
     spec = InfluenceLMSpec(model="zoo-lm", train=f"text:{train_file}", modules="mlp+attn", prompt=PROMPT,
-                           completion=COMPLETION, top=5, tfidf_k=8, rank=4)
+                           completion=COMPLETION, top=8, tfidf_k=8, rank=4)
     return spec, wb.run(spec).result
+
+
+def _span(row, text: str) -> np.ndarray:
+    """The token scores of `row` whose tokens lie inside `text` (where it occurs in the row's sequence)."""
+    tokens, scores = list(row.tokens), np.asarray(list(row.token_scores))
+    start = "".join(tokens).index(text)
+    ends = np.cumsum([len(t) for t in tokens])
+    return scores[(ends > start) & (ends <= start + len(text))]
 
 
 def test_the_planted_copy_is_most_helpful_and_the_swapped_one_harmful(planted):
@@ -41,8 +50,18 @@ def test_the_planted_copy_is_most_helpful_and_the_swapped_one_harmful(planted):
     helpful, harmful = r.tables["helpful"], r.tables["harmful"]
     assert PROMPT + COMPLETION in helpful.text.iloc[0]
     assert helpful.score.iloc[0] > 3 * abs(helpful.score.iloc[1])
-    assert any(PROMPT + WRONG[:8] in t for t in harmful.text.head(3)), harmful[["score", "text"]]
     assert (helpful.score > 0).all() and (harmful.score < 0).all()
+    # The swapped copy shares its 128-token training sequence with the documents packed around it, whose
+    # influence can outweigh it at the sequence level (measured: its own tokens −180 to −290 across Fisher
+    # seeds, the rest of its sequence +300 to +450); token-wise it is the harm: its tokens sum negative and
+    # hold the most harmful tokens of the training set.
+    rows = pd.concat([helpful, harmful])
+    swapped = rows[rows.text.str.contains(PROMPT + WRONG, regex=False)].iloc[0]
+    own = _span(swapped, PROMPT + WRONG)
+    assert own.sum() < 0 and own.sum() < -0.01 * helpful.score.iloc[0]
+    every_token = np.sort(np.concatenate([np.asarray(list(t)) for t in rows.token_scores]))
+    assert own.min() <= every_token[4]  # among the five most harmful tokens anywhere
+    assert swapped.score < 0.1 * helpful.score.iloc[0]
 
 
 def test_token_scores_add_up_and_sit_on_the_planted_tokens(planted):
@@ -51,11 +70,7 @@ def test_token_scores_add_up_and_sit_on_the_planted_tokens(planted):
     tokens, token_scores = list(top.tokens), np.asarray(list(top.token_scores))
     assert len(tokens) == len(token_scores)
     assert np.isclose(token_scores.sum(), top.score, rtol=1e-3)
-    text = "".join(tokens)
-    start = text.index(PROMPT + COMPLETION)
-    ends = np.cumsum([len(t) for t in tokens])
-    inside = (ends > start) & (ends <= start + len(PROMPT + COMPLETION) + 1)
-    assert token_scores[inside].sum() > 0.5 * token_scores.sum()
+    assert _span(top, PROMPT + COMPLETION).sum() > 0.5 * token_scores.sum()
 
 
 def test_modules_split_mlp_from_attention_and_checks_are_reported(planted):
