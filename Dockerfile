@@ -35,6 +35,9 @@ ENV WORKBENCH_HOME=/data \
     HF_HUB_OFFLINE=1 \
     PYTHONUNBUFFERED=1
 # HF_HUB_OFFLINE=1 by default (air-gapped); run with -e HF_HUB_OFFLINE=0 to let TransformerLens names download.
+# For a group (README, "Deploying for a group"): -e WORKBENCH_TOKEN=… -e WORKBENCH_OPERATOR_TOKEN=…, or mount a
+# .streamlit/secrets.toml with an [auth] section for OIDC (st.login) and set WORKBENCH_OPERATORS; then folders are
+# confined to WORKBENCH_MODEL_ROOTS (default /data/models, /data/saes, /data/data) and job limits apply.
 EXPOSE 8501
 VOLUME ["/data"]
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
