@@ -72,3 +72,14 @@ def pytest_terminal_summary(terminalreporter):
     if not Path(browser).exists():
         terminalreporter.write_line(f"!!! BROWSER TESTS SKIPPED: no Chromium at {browser}; install Debian's chromium "
                                     f"(make test does, as root) !!!", red=True, bold=True)
+
+
+def pytest_sessionfinish(session):
+    from tests.hardening.cases import REPORT
+
+    if REPORT:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"\nbad inputs and the messages they got ({len(REPORT)}):")
+            for where, given, message in REPORT:
+                reporter.write_line(f"  [{where}] {given}  ->  {message}")
