@@ -97,8 +97,18 @@ class Workbench:
         return self.settings.fit_dir(spec.ARTIFACT) / self.result_key(spec, spec.artifact_version())
 
     def cached(self, spec: Spec) -> Result | None:
-        path = self.results.get(self.result_key(spec))
-        return Result.load(path) if path else None
+        return self.stored_result(self.result_key(spec))
+
+    def stored_result(self, key: str) -> Result | None:
+        """The stored result, or None; a damaged one is discarded (and so recomputed), never a crash."""
+        path = self.results.get(key)
+        if path is None:
+            return None
+        try:
+            return Result.load(path)
+        except Exception:  # noqa: BLE001 - truncated parquet, corrupt JSON, a missing file
+            self.results.discard(key)
+            return None
 
     def run(self, spec: Spec | dict, progress: Progress | None = None, force: bool = False,
             owner: str = "") -> RunOutcome:
@@ -111,9 +121,9 @@ class Workbench:
         h = self.store.put_spec(spec.to_dict(), creator=owner)
         key = self.result_key(spec)
         if not force:
-            path = self.results.get(key)
-            if path is not None:
-                return RunOutcome(spec, h, Result.load(path), True, time.perf_counter() - t0, key)
+            stored = self.stored_result(key)
+            if stored is not None:
+                return RunOutcome(spec, h, stored, True, time.perf_counter() - t0, key)
         analysis = analysis_of(spec.KIND)
         lm = self.models.get(spec.model)
         # re-entrant: an analysis that requires another (ctx.require) runs it under the lock it holds

@@ -11,11 +11,13 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .datasets import token_rows
@@ -60,9 +62,25 @@ class ActivationCache:
         meta_path = path / "meta.json"
         if not meta_path.exists():
             return None
-        meta = json.loads(meta_path.read_text())
+        try:
+            meta = json.loads(meta_path.read_text())
+            for name in [*meta["shards"], "tokens.safetensors"]:
+                with safe_open(str(path / name), "pt"):  # the header, and that the file holds all it declares
+                    pass
+        except Exception:  # noqa: BLE001 - a truncated shard, a damaged meta.json: set aside, rebuilt below
+            self._set_aside(path)
+            return None
         # a dataset smaller than the request was cached whole: that is all there is
         return ActivationSet(path, meta) if meta["n_tokens"] >= n_tokens or meta.get("exhausted") else None
+
+    def _set_aside(self, path: Path) -> None:
+        """A damaged entry leaves the cache in one rename (no reader sees it after), then is removed."""
+        aside = self.root / f".tmp-damaged-{path.name}-{os.getpid()}-{time.time_ns()}"
+        try:
+            path.rename(aside)
+        except OSError:
+            aside = path
+        shutil.rmtree(aside, ignore_errors=True)
 
     def get_or_build(self, lm: LoadedModel, dataset: str, hook: str, n_tokens: int, seq_len: int = 128,
                      batch_size: int = 16, progress: Callable[[float, str], None] | None = None) -> ActivationSet:

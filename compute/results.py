@@ -51,6 +51,17 @@ class ResultCache:
                 shutil.rmtree(tmp, ignore_errors=True)
         return final
 
+    def discard(self, key: str) -> None:
+        """A damaged result (a truncated table, a corrupt summary) leaves the cache in one rename, then is removed;
+        the next request recomputes it."""
+        final = self.path(key)
+        aside = self.root / f".tmp-damaged-{key}-{os.getpid()}-{time.time_ns()}"
+        try:
+            os.rename(final, aside)
+        except OSError:
+            aside = final
+        shutil.rmtree(aside, ignore_errors=True)
+
     def sweep_partial(self, older_than_s: float = 0) -> int:
         """Remove temporary directories left by crashed writers."""
         n = 0

@@ -8,7 +8,6 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from analyses.base import Result
 from analyses.exporting import export_analyses
 from app import urlstate, widgets
 from app.services import workbench
@@ -47,11 +46,11 @@ urlstate.set_params(job=job_id or None)
 
 
 def show_finished(rec) -> None:
-    path = wb.results.get(rec.result_key) if rec.result_key else None
-    if path is None:
-        st.warning("the job finished but its result is no longer in the cache")
+    res = wb.stored_result(rec.result_key) if rec.result_key else None
+    if res is None:
+        st.warning("the job finished but its result is no longer in the cache (or was damaged): open its share "
+                   "link to compute it again")
         return
-    res = Result.load(path)
     st.json(res.summary, expanded=False)
     widgets.share_box(urlstate.share_link("jobs", job=rec.id, a=rec.spec_hash))
     for name, fig in res.figures.items():
