@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -28,6 +29,7 @@ class Analysis:
 
 ANALYSES: dict[str, Analysis] = {}
 _loaded = False
+_loading = threading.RLock()  # re-entrant: a module imported here may look a kind up while it loads
 
 
 def register(spec_cls: type[Spec], long: bool = False):
@@ -40,16 +42,21 @@ def register(spec_cls: type[Spec], long: bool = False):
 
 
 def load_all() -> dict[str, Analysis]:
-    """Import every analysis module (and the extra ones) so that all kinds are registered."""
+    """Import every analysis module (and the extra ones) so that all kinds are registered. Browser sessions
+    run in threads of one server: the first look-ups can come at once, and none may see a half-filled
+    registry (five sessions opening share links together once read "unknown analysis kind"), so the
+    imports happen under a lock and `_loaded` turns true only after them."""
     global _loaded
     if not _loaded:
-        _loaded = True
-        package = __name__.rsplit(".", 1)[0]
-        for mod in pkgutil.iter_modules(importlib.import_module(package).__path__):
-            if mod.name != "worker":  # the job worker's entry point registers nothing
-                importlib.import_module(f"{package}.{mod.name}")
-        for name in filter(None, os.environ.get("WORKBENCH_EXTRA_ANALYSES", "").split(",")):
-            importlib.import_module(name.strip())
+        with _loading:
+            if not _loaded:
+                package = __name__.rsplit(".", 1)[0]
+                for mod in pkgutil.iter_modules(importlib.import_module(package).__path__):
+                    if mod.name != "worker":  # the job worker's entry point registers nothing
+                        importlib.import_module(f"{package}.{mod.name}")
+                for name in filter(None, os.environ.get("WORKBENCH_EXTRA_ANALYSES", "").split(",")):
+                    importlib.import_module(name.strip())
+                _loaded = True
     return ANALYSES
 
 

@@ -82,3 +82,20 @@ def test_every_kind_names_a_page_that_exists():
     for kind, analysis in load_all().items():
         if not kind.startswith("test_"):
             assert analysis.spec_cls.PAGE in names, kind
+
+
+def test_concurrent_first_lookups_see_every_kind():
+    """Browser sessions are threads of one server: eight looking kinds up at once, in a fresh interpreter,
+    all see the whole registry (a half-filled one made share links open on the wrong page)."""
+    import subprocess
+    import sys
+
+    code = ("import threading\nfrom analyses import registry\nseen = []\nstart = threading.Barrier(8)\n"
+            "def look():\n    start.wait()\n    seen.append(len(registry.load_all()))\n"
+            "ts = [threading.Thread(target=look) for _ in range(8)]\n[t.start() for t in ts]\n[t.join() for t in ts]\n"
+            "print(sorted(set(seen)), len(registry.ANALYSES))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+    assert out.returncode == 0, out.stderr[-2000:]
+    seen, total = out.stdout.strip().rsplit(" ", 1)
+    assert seen == f"[{total}]", out.stdout
