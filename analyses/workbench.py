@@ -155,6 +155,9 @@ class Workbench:
             if limits.jobs_total and len(active) >= limits.jobs_total:
                 raise BadInput(f"{len(active)} jobs are queued or running on this server, its limit (an operator "
                                f"raises it with WORKBENCH_MAX_JOBS): try again when one has finished")
+            key = self.result_key(spec)
+            if self.results.get(key) is not None:
+                return self.jobs.record_done(spec.to_dict(), spec.describe(), owner, key)
             return self.jobs.submit(spec.to_dict(), title=spec.describe(), owner=owner)
 
     # as the local tool and the CLI use them; analyses.acting.Acting gives a signed-in user's view

@@ -71,6 +71,14 @@ class JobManager:
         self.store.update_job(job_id, pid=proc.pid)
         return self.store.get_job(job_id) or rec
 
+    def record_done(self, spec: dict, title: str, owner: str, result_key: str) -> JobRecord:
+        """A job whose result is already stored: recorded as done at once, with no worker process (a worker
+        costs seconds of imports and hundreds of MB, and would only read the cache)."""
+        job_id = uuid.uuid4().hex[:12]
+        self.store.create_job(job_id, spec, title, owner=owner)
+        self.store.finish_job(job_id, "done", result_key=result_key, message="already computed: from the result cache")
+        return self.store.get_job(job_id)
+
     def get(self, job_id: str) -> JobRecord | None:
         self._poll_children()
         rec = self.store.get_job(job_id)

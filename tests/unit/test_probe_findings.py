@@ -110,3 +110,12 @@ def test_the_same_analysis_submitted_twice_runs_one_job(wb):
         assert second.id == first.id
     finally:
         wb.jobs.cancel(first.id)
+
+
+def test_an_analysis_already_stored_is_a_done_job_without_a_worker(wb):
+    from analyses.prompt import PromptSpec
+
+    spec = PromptSpec(model="zoo-lm", prompt="def g():", top_k=3)
+    outcome = wb.run(spec)
+    rec = wb.submit(spec)
+    assert rec.status == "done" and rec.pid is None and rec.result_key == outcome.result_key
