@@ -2,7 +2,7 @@
 session at a time, on one server in a fresh home; p50 / p95 per journey after a warm-up round, and the server's
 memory before and after.
 
-    .venv/bin/python bench/bench_sessions.py [--rounds 5] [--out bench/results_sessions.json]
+    .venv/bin/python bench/bench_sessions.py [--rounds 5] [--soak-minutes 20] [--out bench/results_sessions.json]
 """
 from __future__ import annotations
 
@@ -140,6 +140,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--chromium", default=os.environ.get("BROWSER_PATH") or "/usr/bin/chromium")
+    ap.add_argument("--soak-minutes", type=float, default=0.0,
+                    help="after the measurement, loop the five journeys this long and record the server's memory")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results_sessions.json")))
     args = ap.parse_args(argv)
     home = Path(tempfile.mkdtemp(prefix="bench-sessions-"))
@@ -167,6 +169,14 @@ def main(argv=None) -> None:
                "wall_seconds_five_at_once": round(wall, 1), "server_rss_mib": {"before": round(rss_before),
                                                                               "after": round(_rss_mib(proc.pid))},
                "cpu_seconds_five_at_once": {k: round(cpu1.get(k, 0) - cpu0.get(k, 0), 1) for k in cpu1}}
+        if args.soak_minutes > 0:  # bounded soak: memory after each loop, errors collected
+            soak, errors, end = [], [], time.time() + 60 * args.soak_minutes
+            while time.time() < end:
+                t = run_sessions(url, prep, 1, args.chromium)
+                errors += t.errors
+                soak.append(round(_rss_mib(proc.pid)))
+            out["soak"] = {"minutes": args.soak_minutes, "loops": len(soak), "server_rss_mib_per_loop": soak,
+                           "errors": errors}
     finally:
         proc.terminate()
         proc.wait(20)
