@@ -131,7 +131,15 @@ class Workbench:
         with lock:
             result = analysis.run(spec, RunContext(self, progress or (lambda f, m="": None)))
         self.results.put(key, result.save)
+        self.keep_to_disk_budget()
         return RunOutcome(spec, h, result, False, time.perf_counter() - t0, key)
+
+    def keep_to_disk_budget(self) -> list[Path]:
+        """Evict least-recently-used results and activation sets past WORKBENCH_DISK_BUDGET_GB (never fitted
+        artifacts, never what was used in the last ten minutes); see compute/disk_budget.py."""
+        from compute.disk_budget import enforce
+
+        return enforce([self.settings.results_dir, self.settings.activations_dir], self.settings.limits.disk_bytes)
 
     def submit(self, spec: Spec, owner: str = "") -> JobRecord:
         """A background job for `spec`, or the one already running it: six clicks on a button (or six users

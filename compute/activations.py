@@ -21,6 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .datasets import token_rows
+from .disk_budget import touch
 from .errors import BadInput
 from .hooks import activations_at, check_hook
 from .models import LoadedModel
@@ -70,8 +71,10 @@ class ActivationCache:
         except Exception:  # noqa: BLE001 - a truncated shard, a damaged meta.json: set aside, rebuilt below
             self._set_aside(path)
             return None
-        # a dataset smaller than the request was cached whole: that is all there is
-        return ActivationSet(path, meta) if meta["n_tokens"] >= n_tokens or meta.get("exhausted") else None
+        if not (meta["n_tokens"] >= n_tokens or meta.get("exhausted")):
+            return None  # a dataset smaller than the request was cached whole: that is all there is
+        touch(path)  # for the disk budget's least-recently-used order
+        return ActivationSet(path, meta)
 
     def _set_aside(self, path: Path) -> None:
         """A damaged entry leaves the cache in one rename (no reader sees it after), then is removed."""

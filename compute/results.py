@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .disk_budget import touch
+
 
 class ResultCache:
     def __init__(self, root: Path):
@@ -28,6 +30,7 @@ class ResultCache:
         p = self.path(key)
         if (p / "COMPLETE").exists():
             self.hits += 1
+            touch(p)  # for the disk budget's least-recently-used order
             return p
         self.misses += 1
         return None

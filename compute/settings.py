@@ -20,6 +20,7 @@ class Limits:
     jobs_total: int = 0  # queued + running jobs of everyone (WORKBENCH_MAX_JOBS)
     job_tokens: int = 0  # tokens one job may process: activations, SAE training, dashboards, influence
     #                      (WORKBENCH_MAX_JOB_TOKENS)
+    disk_bytes: int = 0  # the result + activation caches, least recently used evicted (WORKBENCH_DISK_BUDGET_GB)
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,8 @@ def load_settings(served: bool = False) -> Settings:
         path_roots=roots,
         limits=Limits(jobs_per_user=_int_env("WORKBENCH_MAX_JOBS_PER_USER", 4 if served else 0),
                       jobs_total=_int_env("WORKBENCH_MAX_JOBS", 16 if served else 0),
-                      job_tokens=_int_env("WORKBENCH_MAX_JOB_TOKENS", 0)),
+                      job_tokens=_int_env("WORKBENCH_MAX_JOB_TOKENS", 0),
+                      disk_bytes=int(_float_env("WORKBENCH_DISK_BUDGET_GB", 0.0) * 2**30)),
     )
 
 
@@ -97,6 +99,16 @@ def _int_env(name: str, default: int) -> int:
         return max(0, int(raw))
     except ValueError:
         raise ValueError(f"{name} must be a whole number, not '{raw}'") from None
+
+
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not '{raw}'") from None
 
 
 def served_mode() -> bool:
