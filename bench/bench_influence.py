@@ -93,8 +93,9 @@ def exact_comparison(net, modules, x, y, xq, yq) -> dict:
             "vs_exact": rows, "seconds": {"exact": round(exact_seconds, 2), **seconds}}
 
 
-def test_suite_mlp(seed: int):
-    """The 1,210-parameter MLP of tests/influence/test_exact_reference.py (seed 0 is the test's)."""
+def small_digits_mlp(seed: int):
+    """The 1,210-parameter digits MLP 64→16→10 (seed 0 is tests/influence/test_exact_reference.py's), trained
+    full-batch with Adam on the first 1,200 digits; the next 10 are the queries."""
     from sklearn.datasets import load_digits
 
     X, y = load_digits(return_X_y=True)
@@ -123,7 +124,7 @@ def zoo_mlp(wb):
 def run_exact(wb) -> dict:
     out = {}
     for seed in (0, 1, 2):
-        net, mods, x, y, xq, yq = test_suite_mlp(seed)
+        net, mods, x, y, xq, yq = small_digits_mlp(seed)
         out[f"test-suite MLP, seed {seed}"] = exact_comparison(net, mods, x, y, xq, yq)
         print(json.dumps({f"seed {seed}": out[f"test-suite MLP, seed {seed}"]["vs_exact"]}), flush=True)
     net, mods, x, y, xt, yt = zoo_mlp(wb)
@@ -137,7 +138,7 @@ def run_damping(wb) -> dict:
     product and the correlations to 1; the paper's 0.1 × mean eigenvalue is where curvature matters."""
     from influence import exact
 
-    net, mods, x, y, xq, yq = test_suite_mlp(0)
+    net, mods, x, y, xq, yq = small_digits_mlp(0)
     G = exact.gauss_newton(net, mods, x)
     qg, tg = exact.loss_gradients(net, mods, xq, yq), exact.loss_gradients(net, mods, x, y)
     out = {}

@@ -77,18 +77,10 @@ def test_on_linear_regression_ekfac_is_the_exact_gauss_newton_influence(tmp_path
 
 @pytest.fixture(scope="module")
 def digits_mlp():
-    from sklearn.datasets import load_digits
+    from bench.bench_influence import small_digits_mlp  # the benchmark's model, seed 0: its numbers are these
 
-    X, y = load_digits(return_X_y=True)
-    X, y = torch.tensor(X / 16, dtype=torch.float32), torch.tensor(y)
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
-    opt = torch.optim.Adam(net.parameters(), 1e-2, weight_decay=1e-3)
-    for _ in range(100):
-        opt.zero_grad()
-        nn.functional.cross_entropy(net(X[:1200]), y[:1200]).backward()
-        opt.step()
-    return net, X[:1200], y[:1200], X[1200:1210], y[1200:1210]
+    net, _, x, y, xq, yq = small_digits_mlp(0)
+    return net, x, y, xq, yq
 
 
 def test_on_a_digits_mlp_ekfac_tracks_the_exact_influence_far_better_than_gradient_dot_products(digits_mlp, tmp_path):
