@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable
@@ -127,7 +126,10 @@ class Workbench:
         analysis = analysis_of(spec.KIND)
         lm = self.models.get(spec.model)
         # re-entrant: an analysis that requires another (ctx.require) runs it under the lock it holds
-        lock = self.models.device_lock(lm.device) if lm.device.startswith("cuda") else nullcontext()
+        # on the CPU too: browser sessions are threads sharing one copy of the model, and an analysis hangs
+        # hooks on it (run_with_cache, patching, steering), so two at once would read each other's activations
+        # (five sessions at once once failed a prompt with an index error); the CPU's cores are busy either way
+        lock = self.models.device_lock(lm.device)
         with lock:
             result = analysis.run(spec, RunContext(self, progress or (lambda f, m="": None)))
         self.results.put(key, result.save)
@@ -151,10 +153,15 @@ class Workbench:
         self.check_tokens(spec)
         limits = self.settings.limits
         with self._submitting:
-            active = [j for j in self.jobs.list() if j.active]
+            listed = self.jobs.list()
+            active = [j for j in listed if j.active]
             running = next((j for j in active if j.spec_hash == spec.hash), None)
             if running is not None:
                 return running
+            key = self.result_key(spec)
+            if self.results.get(key) is not None:  # already computed: its done job, or one recorded now
+                done = next((j for j in listed if j.status == "done" and j.result_key == key), None)
+                return done or self.jobs.record_done(spec.to_dict(), spec.describe(), owner, key)
             mine = [j for j in active if j.owner == owner]
             if limits.jobs_per_user and len(mine) >= limits.jobs_per_user:
                 raise BadInput(f"you have {len(mine)} jobs queued or running, the limit per user on this server "
@@ -163,9 +170,6 @@ class Workbench:
             if limits.jobs_total and len(active) >= limits.jobs_total:
                 raise BadInput(f"{len(active)} jobs are queued or running on this server, its limit (an operator "
                                f"raises it with WORKBENCH_MAX_JOBS): try again when one has finished")
-            key = self.result_key(spec)
-            if self.results.get(key) is not None:
-                return self.jobs.record_done(spec.to_dict(), spec.describe(), owner, key)
             return self.jobs.submit(spec.to_dict(), title=spec.describe(), owner=owner)
 
     # as the local tool and the CLI use them; analyses.acting.Acting gives a signed-in user's view

@@ -136,7 +136,12 @@ async def _run(url: str, prep: Prepared, rounds: int, chromium: str) -> Timings:
 
 
 def run_sessions(url: str, prep: Prepared, rounds: int = 1, chromium: str = "/usr/bin/chromium") -> Timings:
-    return asyncio.run(_run(url, prep, rounds, chromium))
+    """In a thread of its own, with its own event loop: the caller may already run one (Playwright's sync API,
+    as the browser tests' session fixture does)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, _run(url, prep, rounds, chromium)).result()
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -99,3 +99,33 @@ def test_concurrent_first_lookups_see_every_kind():
     assert out.returncode == 0, out.stderr[-2000:]
     seen, total = out.stdout.strip().rsplit(" ", 1)
     assert seen == f"[{total}]", out.stdout
+
+
+def test_sessions_running_analyses_on_one_model_at_once_get_what_they_would_alone(fresh_wb):
+    """Browser sessions are threads sharing one copy of a model, and analyses hang hooks on it: run together,
+    each must get the result it gets alone (the device lock holds on the CPU too)."""
+    import threading
+
+    from analyses.attribution_text import AttributionTextSpec
+    from analyses.prompt import PromptSpec
+
+    specs = [PromptSpec(model="zoo-lm", prompt=f"def f{i}(x):\n    return x + {i}", top_k=3) for i in range(4)]
+    specs += [AttributionTextSpec(model="zoo-lm", prompt=f"import os\nprint(os.path{i}", target=".",
+                                  methods=("integrated_gradients", "attention_rollout"), ig_steps=8) for i in range(2)]
+    alone = [fresh_wb.run(s, force=True).result.summary for s in specs]
+    together, errors = [None] * len(specs), []
+
+    def go(i):
+        try:
+            together[i] = fresh_wb.run(specs[i], force=True).result.summary
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"{type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(specs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for a, b in zip(alone, together):
+        assert {k: v for k, v in a.items() if "second" not in k} == {k: v for k, v in b.items() if "second" not in k}
