@@ -44,3 +44,30 @@ def test_the_operator_token_signs_in_an_operator(monkeypatch):
     button(at, "Sign in").click()
     at.run()
     assert any("signed in as **olga** (operator)" in c.value for c in at.sidebar.caption)
+
+
+def test_another_users_job_cannot_be_cancelled_from_the_jobs_page_but_an_operators_can(monkeypatch, wb):
+    from analyses.acting import Acting, User
+    from analyses.sae_runs import SAETrainSpec
+
+    job = Acting(wb, User("ann")).submit(SAETrainSpec(model="zoo-lm", hook="blocks.0.hook_resid_post", d_sae=64,
+                                                       k=4, n_tokens=4096, batch_size=1024, seed=424242))
+    checked = []
+    try:
+        for name, token, may in (("bob", "group-secret", False), ("olga", "operator-secret", True)):
+            at = _form(monkeypatch)
+            at.query_params["page"] = "jobs"
+            at.query_params["job"] = job.id
+            at.text_input(key="sign_in_name").input(name)
+            at.text_input(key="sign_in_token").input(token)
+            button(at, "Sign in").click()
+            at.run()
+            assert not at.exception
+            if wb.jobs.get(job.id).active:
+                cancel = button(at, "Cancel job")
+                assert cancel.disabled is (not may), (name, cancel.disabled)
+                checked.append(name)
+            assert "ann" in at.dataframe[0].value.by.tolist()  # the Jobs table says who started it
+        assert "bob" in checked  # a worker takes seconds to start: the job was still queued or running for bob
+    finally:
+        wb.jobs.cancel(job.id)
