@@ -25,6 +25,18 @@ def literal(text: str) -> str:
     return "".join(_MARKDOWN_SPECIALS.get(c, c) for c in str(text))
 
 
+def valid_spec(build):
+    """The spec `build()` makes from a page's widgets, validated; or its message on the page and the page
+    stopped there (a bad value in a form is the user's to fix, not a crash)."""
+    try:
+        spec = build()
+        spec.validate()
+        return spec
+    except Exception as e:  # noqa: BLE001
+        show_error(e)
+        st.stop()
+
+
 def show_error(e: BaseException) -> None:
     if isinstance(e, WorkbenchError):
         st.error(str(e), icon="⚠️")

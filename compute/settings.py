@@ -84,31 +84,22 @@ def load_settings(served: bool = False) -> Settings:
         max_loaded_models=max(1, int(os.environ.get("WORKBENCH_MAX_MODELS", "3"))),
         device=os.environ.get("WORKBENCH_DEVICE") or None,
         path_roots=roots,
-        limits=Limits(jobs_per_user=_int_env("WORKBENCH_MAX_JOBS_PER_USER", 4 if served else 0),
-                      jobs_total=_int_env("WORKBENCH_MAX_JOBS", 16 if served else 0),
-                      job_tokens=_int_env("WORKBENCH_MAX_JOB_TOKENS", 0),
-                      disk_bytes=int(_float_env("WORKBENCH_DISK_BUDGET_GB", 0.0) * 2**30)),
+        limits=Limits(jobs_per_user=_env_number("WORKBENCH_MAX_JOBS_PER_USER", 4 if served else 0),
+                      jobs_total=_env_number("WORKBENCH_MAX_JOBS", 16 if served else 0),
+                      job_tokens=_env_number("WORKBENCH_MAX_JOB_TOKENS", 0),
+                      disk_bytes=int(_env_number("WORKBENCH_DISK_BUDGET_GB", 0.0, float) * 2**30)),
     )
 
 
-def _int_env(name: str, default: int) -> int:
+def _env_number(name: str, default, cast=int):
+    """A non-negative number from the environment (`default` when unset), or an error naming the variable."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        return max(0, int(raw))
+        return max(cast(0), cast(raw))
     except ValueError:
-        raise ValueError(f"{name} must be a whole number, not '{raw}'") from None
-
-
-def _float_env(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        raise ValueError(f"{name} must be a number, not '{raw}'") from None
+        raise ValueError(f"{name} must be a {'whole ' if cast is int else ''}number, not '{raw}'") from None
 
 
 def served_mode() -> bool:

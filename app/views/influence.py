@@ -102,14 +102,9 @@ if lm.kind == "lm":
     tfidf_k = t4.number_input("TF-IDF pre-filter k (0: off)", 0, 1_000_000, value=0, key="inf_tfidf_k")
     rank = t5.number_input("Query rank (0: full)", 0, 4096, value=0, key="inf_rank",
                            help="query batching: a rank-r approximation of the preconditioned query gradient")
-    try:
-        spec = urlstate.with_opened_settings(InfluenceLMSpec(
-            **options(), train=train, modules=modules, max_sequences=int(max_seq), prompt=st.session_state.inf_prompt,
-            tfidf_k=int(tfidf_k), rank=int(rank), **measured), shown=LM_SHOWN)
-        spec.validate()
-    except Exception as e:  # noqa: BLE001
-        widgets.show_error(e)
-        st.stop()
+    spec = widgets.valid_spec(lambda: urlstate.with_opened_settings(InfluenceLMSpec(
+        **options(), train=train, modules=modules, max_sequences=int(max_seq), prompt=st.session_state.inf_prompt,
+        tfidf_k=int(tfidf_k), rank=int(rank), **measured), shown=LM_SHOWN))
     res = widgets.job_result(wb, spec, f"inf-{spec.hash}", "Find the influential training sequences (background job)")
     if res is not None:
         s = res.summary
@@ -129,13 +124,8 @@ else:
         c1, c2 = st.columns(2)
         image = c1.text_input("Image (digits:N of the held-out split)", value="digits:0", key="inf_image")
         label = c2.number_input("Label (-1: the true label)", -1, 1000, value=-1, key="inf_label")
-        try:
-            spec = urlstate.with_opened_settings(InfluenceImageSpec(**options(), image=image, label=int(label)),
-                                                 shown=IMAGE_SHOWN)
-            spec.validate()
-        except Exception as e:  # noqa: BLE001
-            widgets.show_error(e)
-            st.stop()
+        spec = widgets.valid_spec(lambda: urlstate.with_opened_settings(
+            InfluenceImageSpec(**options(), image=image, label=int(label)), shown=IMAGE_SHOWN))
         res = widgets.job_result(wb, spec, f"inf-{spec.hash}", "Find the influential training digits (background job)")
         if res is not None:
             s = res.summary
@@ -150,13 +140,8 @@ else:
         flip = c1.number_input("Share of labels flipped (a copy is retrained)", 0.0, 0.5, value=0.05, step=0.01,
                                key="inf_flip_share")
         epochs = c2.number_input("Retraining epochs", 1, 500, value=60, key="inf_epochs")
-        try:
-            spec = urlstate.with_opened_settings(InfluenceSelfSpec(**options(), flip_share=float(flip), epochs=int(epochs)),
-                                                 shown=SELF_SHOWN)
-            spec.validate()
-        except Exception as e:  # noqa: BLE001
-            widgets.show_error(e)
-            st.stop()
+        spec = widgets.valid_spec(lambda: urlstate.with_opened_settings(
+            InfluenceSelfSpec(**options(), flip_share=float(flip), epochs=int(epochs)), shown=SELF_SHOWN))
         res = widgets.job_result(wb, spec, f"inf-{spec.hash}", "Compute self-influence (background job)")
         if res is not None:
             s = res.summary

@@ -13,22 +13,24 @@ def _form(monkeypatch):
     return at
 
 
+def _sign_in(at, name: str, token: str):
+    at.text_input(key="sign_in_name").input(name)
+    at.text_input(key="sign_in_token").input(token)
+    button(at, "Sign in").click()
+    at.run()
+    return at
+
+
 def test_nothing_shows_before_sign_in_and_a_wrong_token_is_refused(monkeypatch):
     at = _form(monkeypatch)
     assert not at.metric and not at.dataframe and at.text_input(key="sign_in_token")
-    at.text_input(key="sign_in_name").input("ann")
-    at.text_input(key="sign_in_token").input("guess")
-    button(at, "Sign in").click()
-    at.run()
+    _sign_in(at, "ann", "guess")
     assert any("not this server's" in e for e in errors(at)) and not at.dataframe
 
 
 def test_the_token_signs_in_and_names_the_user_then_sign_out(monkeypatch):
     at = _form(monkeypatch)
-    at.text_input(key="sign_in_name").input("ann")
-    at.text_input(key="sign_in_token").input("group-secret")
-    button(at, "Sign in").click()
-    at.run()
+    _sign_in(at, "ann", "group-secret")
     assert not at.exception and not errors(at)
     assert any("signed in as **ann**" in c.value for c in at.sidebar.caption)
     assert at.dataframe  # the Models page: the architecture and hook tables
@@ -39,10 +41,7 @@ def test_the_token_signs_in_and_names_the_user_then_sign_out(monkeypatch):
 
 def test_the_operator_token_signs_in_an_operator(monkeypatch):
     at = _form(monkeypatch)
-    at.text_input(key="sign_in_name").input("olga")
-    at.text_input(key="sign_in_token").input("operator-secret")
-    button(at, "Sign in").click()
-    at.run()
+    _sign_in(at, "olga", "operator-secret")
     assert any("signed in as **olga** (operator)" in c.value for c in at.sidebar.caption)
 
 
@@ -58,10 +57,7 @@ def test_another_users_job_cannot_be_cancelled_from_the_jobs_page_but_an_operato
             at = _form(monkeypatch)
             at.query_params["page"] = "jobs"
             at.query_params["job"] = job.id
-            at.text_input(key="sign_in_name").input(name)
-            at.text_input(key="sign_in_token").input(token)
-            button(at, "Sign in").click()
-            at.run()
+            _sign_in(at, name, token)
             assert not at.exception
             if wb.jobs.get(job.id).active:
                 cancel = button(at, "Cancel job")
