@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 8501
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test install browser lock zoo bench bench-env clean
+.PHONY: run test install browser services lock zoo bench bench-env clean
 
 install: $(STAMP)
 
@@ -23,16 +23,18 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP)
 	BROWSER_PATH=$${BROWSER_PATH:-$(CHROMIUM)} $(BIN)/workbench serve --port $(PORT)
 
-# Debian's Chromium for the browser test and PNG/SVG export (Playwright's own download cannot work offline).
-browser:
-	@if [ -x $(CHROMIUM) ]; then echo "chromium: $(CHROMIUM)"; \
-	elif [ "$$(id -u)" = 0 ]; then (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/tmp/workbench-apt.log 2>&1 \
-	  || echo "!!! could not install chromium (see /tmp/workbench-apt.log): browser tests and PNG/SVG export will be skipped"; \
-	elif command -v sudo >/dev/null; then sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
-	  || echo "!!! could not install chromium: browser tests and PNG/SVG export will be skipped"; \
-	else echo "!!! chromium missing and no root: browser tests and PNG/SVG export will be skipped"; fi
+# Debian's packages the tests use: Chromium for the browser tests and PNG/SVG export (Playwright's own download
+# cannot work offline), PostgreSQL for the store's suite on a real server (the tests start and stop it).
+APT_PACKAGES := $(if $(wildcard $(CHROMIUM)),,chromium) $(if $(wildcard /usr/lib/postgresql/*/bin/pg_ctl),,postgresql)
+browser services:
+	@if [ -z "$(strip $(APT_PACKAGES))" ]; then echo "chromium: $(CHROMIUM); postgresql: present"; \
+	elif [ "$$(id -u)" = 0 ]; then (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_PACKAGES)) >/tmp/workbench-apt.log 2>&1 \
+	  || echo "!!! could not install $(APT_PACKAGES) (see /tmp/workbench-apt.log): their tests will be skipped"; \
+	elif command -v sudo >/dev/null; then sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_PACKAGES) \
+	  || echo "!!! could not install $(APT_PACKAGES): their tests will be skipped"; \
+	else echo "!!! $(APT_PACKAGES) missing and no root: their tests will be skipped"; fi
 
-test: $(STAMP) browser
+test: $(STAMP) services
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 BROWSER_PATH=$${BROWSER_PATH:-$(CHROMIUM)} \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 

@@ -55,7 +55,7 @@ class Workbench:
 
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or load_settings()
-        self.store = Store(self.settings.store_path)
+        self.store = Store(self.settings.store_target)
         self.models = ModelRegistry(self.settings)
         self.results = ResultCache(self.settings.results_dir)
         self.activations = ActivationCache(self.settings.activations_dir)

@@ -14,6 +14,9 @@ PAGES = pages.st_pages()
 nav = st.navigation(pages.navigation(PAGES), position="top")
 
 wb = workbench()
+if wb.user.name and st.session_state.get("_recorded_user") != wb.user:  # once per sign-in, not per rerun
+    wb.store.record_user(wb.user.name, wb.user.operator)
+    st.session_state["_recorded_user"] = wb.user
 shared, shared_error = urlstate.shared_spec(wb)
 if shared_error:
     st.error(shared_error, icon="🔗")

@@ -32,10 +32,17 @@ class Settings:
     # and the CLI, which its operator runs); a served deployment lists its roots (WORKBENCH_MODEL_ROOTS).
     path_roots: tuple[Path, ...] | None = None
     limits: Limits = Limits()
+    # A PostgreSQL server shared by a group's servers and workers (WORKBENCH_DATABASE_URL); None: the SQLite file.
+    database_url: str | None = None
 
     @property
     def store_path(self) -> Path:
         return self.home / "workbench.sqlite"
+
+    @property
+    def store_target(self) -> Path | str:
+        """What the store opens: the shared database's URL when one is set, else the SQLite file under the home."""
+        return self.database_url or self.store_path
 
     @property
     def results_dir(self) -> Path:
@@ -88,6 +95,7 @@ def load_settings(served: bool = False) -> Settings:
                       jobs_total=_env_number("WORKBENCH_MAX_JOBS", 16 if served else 0),
                       job_tokens=_env_number("WORKBENCH_MAX_JOB_TOKENS", 0),
                       disk_bytes=int(_env_number("WORKBENCH_DISK_BUDGET_GB", 0.0, float) * 2**30)),
+        database_url=os.environ.get("WORKBENCH_DATABASE_URL", "").strip() or None,
     )
 
 

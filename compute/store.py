@@ -1,18 +1,14 @@
-"""The SQLite store behind share links and jobs.
-
-Each call opens its own short-lived connection: the store is shared by the Streamlit server's
-threads and by job worker processes, and SQLite in WAL mode handles that without a server.
+"""The store behind share links, jobs, uploads and users: SQLite under the home by default, PostgreSQL when a
+group shares one (`WORKBENCH_DATABASE_URL`); compute/databases.py holds what differs between the two.
 """
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
+from .databases import open_database
 from .specs import canonical_json, spec_hash
 
 SCHEMA = """
@@ -20,7 +16,7 @@ CREATE TABLE IF NOT EXISTS specs (
     hash TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
     json TEXT NOT NULL,
-    created REAL NOT NULL
+    created {FLOAT} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -28,21 +24,27 @@ CREATE TABLE IF NOT EXISTS jobs (
     kind TEXT NOT NULL,
     title TEXT NOT NULL,
     status TEXT NOT NULL,            -- queued | running | done | failed | cancelled
-    progress REAL NOT NULL DEFAULT 0,
+    progress {FLOAT} NOT NULL DEFAULT 0,
     message TEXT NOT NULL DEFAULT '',
     error TEXT,
     pid INTEGER,
-    cancel_requested REAL NOT NULL DEFAULT 0,  -- when the user asked; 0: not asked
+    cancel_requested {FLOAT} NOT NULL DEFAULT 0,  -- when the user asked; 0: not asked
     result_key TEXT,
-    created REAL NOT NULL,
-    started REAL,
-    finished REAL
+    created {FLOAT} NOT NULL,
+    started {FLOAT},
+    finished {FLOAT}
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created);
 CREATE TABLE IF NOT EXISTS uploads (
     name TEXT PRIMARY KEY,           -- upload:SHA, csv:SHA: content-addressed
     owner TEXT NOT NULL DEFAULT '',
-    created REAL NOT NULL
+    created {FLOAT} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,           -- as signed in (OIDC e-mail or name, or the shared token's name)
+    operator INTEGER NOT NULL DEFAULT 0,
+    first_seen {FLOAT} NOT NULL,
+    last_seen {FLOAT} NOT NULL
 );
 """
 # Columns added after stores were created: (table, column, declaration), added on open when missing.
@@ -75,31 +77,23 @@ class JobRecord:
 
 
 class Store:
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._conn() as c:
-            c.execute("PRAGMA journal_mode=WAL")
-            c.executescript(SCHEMA)
-            for table, column, declaration in ADDED_COLUMNS:
-                if column not in {r["name"] for r in c.execute(f"PRAGMA table_info({table})")}:
-                    c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    def __init__(self, target: Path | str):
+        """`target`: the SQLite file, or a postgresql:// URL."""
+        self.db = open_database(target)
+        self.db.create(SCHEMA.replace("{FLOAT}", self.db.FLOAT), ADDED_COLUMNS)
 
-    @contextmanager
-    def _conn(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        try:
-            yield conn
-        finally:
-            conn.close()
+    def _conn(self):
+        return self.db.connect()
+
+    def describe(self) -> str:
+        return self.db.describe()
 
     # --- specs (what a share link points at) ---
     def put_spec(self, spec: dict, creator: str = "") -> str:
         """Store a spec (what a share link names); the first to store it is its creator."""
         h = spec_hash(spec)
         with self._conn() as c:
-            c.execute("INSERT OR IGNORE INTO specs(hash, kind, json, created, creator) VALUES (?,?,?,?,?)",
+            c.execute("INSERT INTO specs(hash, kind, json, created, creator) VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
                       (h, spec.get("kind", "?"), canonical_json(spec), time.time(), creator))
         return h
 
@@ -111,12 +105,26 @@ class Store:
     # --- uploads (content-addressed files; the first uploader is recorded) ---
     def record_upload(self, name: str, owner: str = "") -> None:
         with self._conn() as c:
-            c.execute("INSERT OR IGNORE INTO uploads(name, owner, created) VALUES (?,?,?)", (name, owner, time.time()))
+            c.execute("INSERT INTO uploads(name, owner, created) VALUES (?,?,?) ON CONFLICT DO NOTHING",
+                      (name, owner, time.time()))
 
     def upload_owner(self, name: str) -> str | None:
         with self._conn() as c:
             row = c.execute("SELECT owner FROM uploads WHERE name=?", (name,)).fetchone()
         return row["owner"] if row else None
+
+    # --- users (who has signed in; kept for the operator, and for share links' and jobs' names) ---
+    def record_user(self, name: str, operator: bool = False) -> None:
+        now = time.time()
+        with self._conn() as c:
+            c.execute("INSERT INTO users(name, operator, first_seen, last_seen) VALUES (?,?,?,?) "
+                      "ON CONFLICT (name) DO UPDATE SET last_seen=excluded.last_seen, operator=excluded.operator",
+                      (name, int(operator), now, now))
+
+    def list_users(self) -> list[dict]:
+        with self._conn() as c:
+            rows = c.execute("SELECT name, operator, first_seen, last_seen FROM users ORDER BY last_seen DESC")
+            return [{**dict(r), "operator": bool(r["operator"])} for r in rows.fetchall()]
 
     def get_spec(self, h: str) -> dict | None:
         with self._conn() as c:
@@ -167,6 +175,6 @@ class Store:
             return cur.rowcount == 1
 
 
-def _job(row: sqlite3.Row) -> JobRecord:
+def _job(row) -> JobRecord:
     return JobRecord(**dict(row))
 

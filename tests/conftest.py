@@ -60,6 +60,26 @@ def attention_sae(wb):
     return spec.hash
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for this test session (Debian's package; `make test` installs it)."""
+    from tests.services.postgres import PostgresServer, postgres_bin
+
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (make test installs Debian's postgresql)")
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_target(request, tmp_path):
+    """Where a store lives, for each database the store runs on: an SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "workbench.sqlite"
+    return request.getfixturevalue("postgres_server").new_database()
+
+
 @pytest.fixture
 def fresh_settings(tmp_path):
     from compute.settings import Settings

@@ -39,10 +39,13 @@ def test_the_token_signs_in_and_names_the_user_then_sign_out(monkeypatch):
     assert at.text_input(key="sign_in_token") and not at.dataframe
 
 
-def test_the_operator_token_signs_in_an_operator(monkeypatch):
+def test_the_operator_token_signs_in_an_operator_and_the_store_records_users(monkeypatch, wb):
     at = _form(monkeypatch)
     _sign_in(at, "olga", "operator-secret")
     assert any("signed in as **olga** (operator)" in c.value for c in at.sidebar.caption)
+    at.run()  # a rerun does not record again
+    olga = [u for u in wb.store.list_users() if u["name"] == "olga"]
+    assert len(olga) == 1 and olga[0]["operator"] is True
 
 
 def test_another_users_job_cannot_be_cancelled_from_the_jobs_page_but_an_operators_can(monkeypatch, wb):

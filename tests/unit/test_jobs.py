@@ -8,9 +8,12 @@ FAKE = "tests.fake_analyses"
 
 
 @pytest.fixture
-def jobs_wb(monkeypatch, tmp_path):
+def jobs_wb(monkeypatch, tmp_path, store_target):
+    """A workbench whose store is each database in turn; its worker processes inherit the environment."""
     monkeypatch.setenv("WORKBENCH_EXTRA_ANALYSES", FAKE)
     monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
+    if isinstance(store_target, str):
+        monkeypatch.setenv("WORKBENCH_DATABASE_URL", store_target)
     import tests.fake_analyses  # noqa: F401  (registers the kind in this process too)
     from analyses.workbench import Workbench
 
