@@ -18,7 +18,7 @@ import torch
 
 from compute.errors import BadInput
 
-from .base import FitSpec, Result, Spec, bounded, counted
+from .base import FitSpec, Result, Spec, added, bounded, counted
 from .registry import register
 from .sae_figures import comparison_figures, density_histogram, l0_histogram, training_curves
 from .sae_source import SAE_ARTIFACT, SAESpec, sae_location
@@ -50,6 +50,10 @@ class SAETrainSpec(FitSpec, kind="sae_train", title="SAE training", page="sae_tr
     seq_len: int = 128
     eval_tokens: int = bounded(32_768, 1, 4_000_000)
     seed: int = 0
+    # Data-parallel training under torchrun (sae.distributed): each process takes batch_size / processes tokens of
+    # every batch; the SAE equals the one-process run's within float tolerance (Feature / Mutual Choice select over
+    # the whole batch). Part of the spec: the runs differ in the last bits.
+    processes: int = added(1, 1, lo=1, hi=64)
 
     def train_config(self):
         from sae.training import TrainConfig
@@ -71,9 +75,12 @@ class SAETrainSpec(FitSpec, kind="sae_train", title="SAE training", page="sae_tr
             self.train_config().validate()
         except ValueError as e:
             raise BadInput(str(e)) from None
+        if self.batch_size % self.processes:
+            raise BadInput(f"batch_size ({self.batch_size}) must split evenly over {self.processes} processes")
 
     def describe(self) -> str:
-        return f"{self.arch} SAE k={self.k:g} d_sae={self.d_sae} on {self.model} {self.hook}"
+        across = f" over {self.processes} processes" if self.processes > 1 else ""
+        return f"{self.arch} SAE k={self.k:g} d_sae={self.d_sae} on {self.model} {self.hook}{across}"
 
     def result_version(self) -> int:
         # 2: evaluated on held-out rows spread over four times as much text (EVAL_SPREAD)
@@ -167,6 +174,13 @@ def run_sae_train(spec: SAETrainSpec, ctx) -> Result:
     trainer = SAETrainer(spec.train_config(), acts, folder, metadata=meta, device=lm.device,
                          progress=lambda f, m="": ctx.progress(0.2 + 0.7 * f, m))
     resumed = trainer.try_resume()
+    if spec.processes > 1:  # the processes train and checkpoint; this one then reads the finished run back
+        from sae.ddp_launch import train_data_parallel
+
+        train_data_parallel(spec.train_config(), train_set, spec.n_tokens, folder, spec.processes, str(lm.device),
+                            metadata=meta, progress=lambda f, m="": ctx.progress(0.2 + 0.7 * f, m),
+                            threads_per_process=max(1, torch.get_num_threads() // spec.processes))
+        trainer.try_resume()
     history = pd.DataFrame(trainer.train())
     if spread_step(eval_set, spec.eval_tokens) > 1:
         # FC/MC thresholds: calibrated on held-out rows between the evaluation rows (same files, no row shared),
@@ -190,6 +204,7 @@ def run_sae_train(spec: SAETrainSpec, ctx) -> Result:
     extra = {"model": spec.model, "arch": spec.arch, "k": spec.k, "aux_loss": spec.aux_loss,
              "capacity": spec.capacity if spec.arch == "feature_choice" else None, "sae_path": str(sae_folder),
              "train_seconds": trainer.seconds, "train_tokens_per_s": tokens_per_s, "resumed": resumed,
+             "processes": spec.processes,
              "final_train_nmse": float(history.nmse.iloc[-1]) if len(history) else None,
              "train_dead_fraction": float(trainer.dead_mask().float().mean())}
     return _eval_result(SAETrainSpec.KIND, saved, lm, spec.hook, eval_set, spec.eval_tokens, extra, history,

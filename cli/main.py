@@ -137,7 +137,7 @@ def cmd_sae_train(args) -> int:
     spec = SAETrainSpec(model=args.model, hook=args.hook, arch=args.arch, k=args.k, d_sae=args.d_sae,
                         n_tokens=args.tokens, batch_size=min(args.batch_size, args.tokens), lr=args.lr,
                         aux_loss=args.aux_loss, capacity=args.capacity, zipf_exponent=args.zipf_exponent,
-                        seed=args.seed)
+                        seed=args.seed, processes=args.processes)
     spec.validate()
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -453,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="CAPACITY", help="Feature Choice: %(choices)s (default %(default)s)")
     t.add_argument("--zipf-exponent", type=float, default=1.0)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--processes", type=int, default=1,
+                   help="data-parallel over this many processes under torchrun (gloo on CPUs, NCCL on GPUs): each "
+                        "takes batch-size / processes tokens of every batch; the SAE equals the one-process run's")
     t.add_argument("--out", help="copy the trained SAE (SAELens format) here")
     t.add_argument("--json", action="store_true")
     t.set_defaults(fn=cmd_sae_train)

@@ -26,6 +26,7 @@ from typing_extensions import override
 
 from . import selection
 from .aux_losses import aux_k_loss, aux_zipf_loss
+from .distributed import sharded_feature_choice, sharded_mutual_choice
 
 AUX_LOSSES = ("aux_k", "aux_zipf", "none")
 GUESS_MARGIN = 0.8
@@ -113,6 +114,13 @@ class _AdaptiveTrainingSAE(TopKTrainingSAE):
         # its density under the selection) does not follow from the capacities; not saved, rebuilt in a step
         self.register_buffer("activity", torch.zeros(cfg.d_sae, device=dev), persistent=False)
         self._activity_seen = False
+        # Data-parallel training (sae.distributed): the processes this batch is split over; the selection, the
+        # capacities and the statistics are then those of the combined batch. None: one process.
+        self.collective = None
+
+    def batch_tokens(self, local_tokens: int) -> int:
+        """Tokens in the whole batch: this process's share times the processes."""
+        return local_tokens * (self.collective.world if self.collective is not None else 1)
 
     def _threshold_rate(self, updates: torch.Tensor) -> torch.Tensor:
         """A running mean for the first 1/lr updates, then an EMA with rate lr: no bias towards the
@@ -174,7 +182,7 @@ class _AdaptiveTrainingSAE(TopKTrainingSAE):
         out = super().training_forward_pass(step_input)
         with torch.no_grad():
             counts, smallest = self._stats
-            n_tokens = out.feature_acts.reshape(-1, self.cfg.d_sae).shape[0]
+            n_tokens = self.batch_tokens(out.feature_acts.reshape(-1, self.cfg.d_sae).shape[0])
             self.update_thresholds(smallest)
             rho = self.cfg.density_ema
             self.feature_density.mul_(1 - rho).add_(rho * counts.float() / n_tokens)
@@ -235,6 +243,8 @@ class FeatureChoiceTrainingSAE(_AdaptiveTrainingSAE):
     @torch.no_grad()
     def observe_activity(self, hidden_pre: torch.Tensor) -> None:
         mass = hidden_pre.relu().mean(0).to(self.activity.dtype)
+        if self.collective is not None:  # the combined batch's mean (equal shares)
+            mass = self.collective.reduce(mass) / self.collective.world
         rho = 1.0 if not self._activity_seen else self.cfg.density_ema
         self.activity.mul_(1 - rho).add_(rho * mass)
         self._activity_seen = True
@@ -243,8 +253,11 @@ class FeatureChoiceTrainingSAE(_AdaptiveTrainingSAE):
     def select(self, hidden_pre: torch.Tensor) -> torch.Tensor:
         if self.cfg.capacity == "zipf":
             self.observe_activity(hidden_pre)
-        acts, counts, smallest = selection.feature_choice(hidden_pre, self.capacities(hidden_pre.shape[0]),
-                                                          return_stats=True)
+        capacities = self.capacities(self.batch_tokens(hidden_pre.shape[0]))
+        if self.collective is not None:
+            acts, counts, smallest = sharded_feature_choice(hidden_pre, capacities, self.collective)
+        else:
+            acts, counts, smallest = selection.feature_choice(hidden_pre, capacities, return_stats=True)
         self._stats = (counts, smallest)
         return acts
 
@@ -282,9 +295,13 @@ class MutualChoiceTrainingSAE(_AdaptiveTrainingSAE):
     def select(self, hidden_pre: torch.Tensor) -> torch.Tensor:
         # the running threshold, a little lowered, is a guess of the cut-off that makes the exact
         # selection cheap (see selection.mutual_choice_guided); the result equals mutual_choice's
+        budget = selection.budget_for(self.cfg.k, self.batch_tokens(hidden_pre.shape[0]))
+        if self.collective is not None:
+            acts, counts, smallest = sharded_mutual_choice(hidden_pre, budget, self.collective)
+            self._stats = (counts, smallest)
+            return acts
         guess = float(self.inference_threshold[0]) * GUESS_MARGIN if int(self.threshold_updates[0]) > 0 else None
-        acts, counts, smallest = selection.mutual_choice_guided(
-            hidden_pre, selection.budget_for(self.cfg.k, hidden_pre.shape[0]), guess, return_stats=True)
+        acts, counts, smallest = selection.mutual_choice_guided(hidden_pre, budget, guess, return_stats=True)
         self._stats = (counts, smallest)
         return acts
 

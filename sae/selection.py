@@ -4,6 +4,9 @@ Each returns Z = S ⊙ ReLU(Z') for a selection mask S under a total budget of k
 - TopK (per token): each row keeps its top k.  (SAELens's `TopK` does this during training.)
 - Feature Choice: each column f keeps its top m_f rows; rows get a variable number of features.
 - Mutual Choice: the top k·B entries of the whole matrix, no row or column cap (= BatchTopK's rule).
+Ties at a cut-off (identical tokens: every BOS row of a batch has the same pre-activations) go to the earliest
+tokens of the batch: `topk` would pick any of them, and which identical rows get which features changes the
+loss, so a run would depend on the kernel, and a data-parallel run (sae.distributed) could not equal it.
 """
 from __future__ import annotations
 
@@ -30,21 +33,56 @@ def feature_choice(z: torch.Tensor, capacities: torch.Tensor, return_stats: bool
         out = torch.zeros_like(z)
         return (out, torch.zeros(z.shape[1], dtype=torch.long, device=z.device),
                 torch.full((z.shape[1],), torch.inf, device=z.device)) if return_stats else out
-    vals, idx = z.topk(m_max, dim=0, sorted=True)  # [m_max, F], largest first
-    kept = (torch.arange(m_max, device=z.device)[:, None] < caps[None, :]) & (vals > 0)
+    vals, idx = z.topk(min(m_max + 1, b), dim=0, sorted=True)  # [m_max(+1), F], largest first
+    kept = (torch.arange(vals.shape[0], device=z.device)[:, None] < caps[None, :]) & (vals > 0)
     out = torch.zeros_like(z).scatter(0, idx, vals * kept)
+    # a column whose cut-off value repeats just below it has tied candidates: give the slots to the earliest rows
+    cut = vals.gather(0, (caps - 1).clamp(min=0)[None])[0]
+    below = vals.gather(0, caps.clamp(max=vals.shape[0] - 1)[None])[0]
+    tied_cols = ((caps > 0) & (caps < b) & (cut > 0) & (below == cut)).nonzero().squeeze(1)
+    if tied_cols.numel():
+        block, c = z[:, tied_cols], cut[tied_cols]
+        above = block > c
+        keep = above | keep_earliest(block == c, caps[tied_cols] - above.sum(0))
+        out[:, tied_cols] = torch.where(keep, block, torch.zeros_like(block))
     if not return_stats:
         return out
+    # counts and smallest values do not depend on which of the tied rows were kept
     return out, kept.sum(0), torch.where(kept, vals, torch.inf).min(0).values
+
+
+def keep_earliest(tied: torch.Tensor, quota: torch.Tensor) -> torch.Tensor:
+    """Of the True entries of `tied`, the first `quota` (per column of a matrix; of a vector, `quota` in all)."""
+    return tied & (tied.long().cumsum(0) <= quota)
 
 
 def mutual_choice(z: torch.Tensor, budget: int) -> torch.Tensor:
     """The `budget` largest entries of ReLU(z) over the whole [B, F] matrix."""
-    acts = z.relu()
-    flat = acts.flatten()
-    budget = min(int(budget), flat.numel())
-    vals, idx = flat.topk(budget, sorted=False)
-    return torch.zeros_like(flat).scatter(-1, idx, vals).reshape(acts.shape)
+    flat = z.relu().flatten()
+    vals, idx = _largest_entries(flat, min(int(budget), flat.numel()))
+    return torch.zeros_like(flat).scatter(-1, idx, vals).reshape(z.shape)
+
+
+def _largest_entries(flat: torch.Tensor, budget: int, among: torch.Tensor | None = None):
+    """(values, flat indices) of the `budget` largest entries of `flat` (looked for among the indices `among`, a
+    superset of them, when given); ties at the cut-off go to the earliest entries (earlier tokens first)."""
+    if budget <= 0:
+        return flat[:0], torch.zeros(0, dtype=torch.long, device=flat.device)
+    pool = flat if among is None else flat[among]
+    n = min(budget + 1, pool.numel())
+    vals, pos = pool.topk(n, sorted=False)
+    if n > budget:  # one more than wanted: the cut-off is ambiguous only if the last two are equal
+        two = vals.detach().topk(2, largest=False)
+        cut, extra = float(two.values[1]), float(two.values[0])
+        if cut == extra and cut > 0:
+            above = flat > cut
+            keep = above | keep_earliest(flat == cut, budget - int(above.sum()))
+            idx = keep.nonzero().squeeze(1)
+            return flat[idx], idx
+        drop = torch.ones(n, dtype=torch.bool, device=flat.device)
+        drop[two.indices[0]] = False
+        vals, pos = vals[drop], pos[drop]
+    return vals, (pos if among is None else among[pos])
 
 
 def budget_for(k: float, n_tokens: int) -> int:
@@ -130,10 +168,9 @@ def mutual_choice_guided(z: torch.Tensor, budget: int, guess: float | None, retu
     flat = z.flatten()
     cand_idx = (flat > guess).nonzero().squeeze(1) if guess is not None and guess > 0 else None
     if cand_idx is None or cand_idx.numel() < budget:  # no guess, or too high: the full top-k
-        vals, sel = flat.relu().topk(budget, sorted=False)
+        vals, sel = _largest_entries(flat.relu(), budget)
     else:  # candidates are above a positive guess, so already positive: no ReLU pass over the matrix
-        vals, pos = flat[cand_idx].topk(budget, sorted=False)
-        sel = cand_idx[pos]
+        vals, sel = _largest_entries(flat, budget, among=cand_idx)
     out = torch.zeros_like(flat).scatter(-1, sel, vals).reshape(z.shape)
     if not return_stats:
         return out

@@ -10,6 +10,9 @@ TopK is SAELens's own `TopKTrainingSAE`; Feature and Mutual Choice are ours (`sa
 
 Progress is reported through a callback (which also carries cancellation); the run keeps a
 checkpoint (weights, optimiser, step, history) so that a cancelled or crashed run resumes.
+
+With a `collective` (sae.distributed, under torchrun) each process trains on its share of every batch and the run
+equals the one-process run on the combined batch; the first process alone writes the checkpoint and the curves.
 """
 from __future__ import annotations
 
@@ -103,20 +106,17 @@ def normalise_decoder(sae: TrainingSAE) -> None:
     sae.W_dec.data /= sae.W_dec.data.norm(dim=-1, keepdim=True).clamp_min(1e-8)
 
 
-@torch.no_grad()
-def batch_metrics(x: torch.Tensor, x_hat: torch.Tensor, acts: torch.Tensor, mean: torch.Tensor) -> dict:
-    err = (x_hat - x).pow(2).sum()
-    var = (x - mean).pow(2).sum().clamp_min(1e-12)
-    return {"nmse": float(err / var), "l0": float((acts != 0).float().sum(-1).mean())}
-
-
 class SAETrainer:
     def __init__(self, cfg: TrainConfig, acts: torch.Tensor, out_dir: Path, metadata: dict | None = None,
-                 progress: Callable[[float, str], None] | None = None, device: str = "cpu"):
+                 progress: Callable[[float, str], None] | None = None, device: str = "cpu", collective=None):
         cfg.validate()
         if acts.ndim != 2:
             raise ValueError(f"activations must be [tokens, d_in], got shape {tuple(acts.shape)}")
+        if collective is not None and cfg.batch_size % collective.world:
+            raise ValueError(f"batch_size ({cfg.batch_size}) must split evenly over {collective.world} processes")
         self.cfg = cfg
+        self.collective = collective
+        self.lead = collective is None or collective.rank == 0  # writes the checkpoint, the curves, the progress
         self.acts = acts
         self.device = device
         self.out_dir = Path(out_dir)
@@ -124,6 +124,8 @@ class SAETrainer:
         self.progress = progress or (lambda f, m="": None)
         torch.manual_seed(cfg.seed)
         self.sae = build_sae(cfg, acts.shape[1], metadata, device)
+        if hasattr(self.sae, "collective"):
+            self.sae.collective = collective
         self.mean = acts[: min(len(acts), 65536)].mean(0).to(device)
         with torch.no_grad():
             self.sae.b_dec.data = geometric_median(acts[: min(len(acts), 8192)].to(device))
@@ -135,6 +137,8 @@ class SAETrainer:
 
     # --- checkpoints ---
     def save_checkpoint(self) -> None:
+        if not self.lead:
+            return
         state = {"sae": self.sae.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
                  "steps_since_fired": self.steps_since_fired, "seconds": self.seconds,
                  "rng": torch.get_rng_state()}
@@ -157,7 +161,8 @@ class SAETrainer:
         if hist.exists():
             self.history = [json.loads(line) for line in hist.read_text().splitlines() if line.strip()]
             self.history = [h for h in self.history if h["step"] <= self.step]
-            hist.write_text("".join(json.dumps(h) + "\n" for h in self.history))
+            if self.lead:
+                hist.write_text("".join(json.dumps(h) + "\n" for h in self.history))
         return True
 
     # --- the loop ---
@@ -171,14 +176,32 @@ class SAETrainer:
             self._perm = torch.randperm(n, generator=g)
             self._perm_epoch = epoch
         idx = self._perm[i * self.cfg.batch_size : (i + 1) * self.cfg.batch_size]
+        if self.collective is not None:  # this process's equal share of the batch
+            share = len(idx) // self.collective.world
+            idx = idx[self.collective.rank * share : (self.collective.rank + 1) * share]
         return self.acts[idx].to(self.device, non_blocking=True)
+
+    def _global_metrics(self, x, out, dead) -> dict:
+        """The logged numbers of the whole batch (the mean of the processes' equal shares, NMSE from summed parts)."""
+        loss, mse = out.loss.detach(), out.losses["mse_loss"].detach()
+        aux = out.losses.get("auxiliary_reconstruction_loss", torch.tensor(0.0)).detach()
+        err = (out.sae_out - x).pow(2).sum().detach()
+        var = (x - self.mean).pow(2).sum()
+        l0 = (out.feature_acts != 0).float().sum(-1).mean()
+        parts = torch.stack([loss, mse, aux, err, var, l0]).double().cpu()
+        if self.collective is not None:
+            parts = self.collective.reduce(parts.to(self.device)).cpu()
+            parts[[0, 1, 2, 5]] /= self.collective.world
+        loss, mse, aux, err, var, l0 = parts.tolist()
+        return {"loss": loss, "mse": mse, "aux": aux, "nmse": err / max(var, 1e-12), "l0": l0,
+                "dead_fraction": float(dead.float().mean())}
 
     def train(self) -> list[dict]:
         cfg = self.cfg
         n_steps = cfg.n_steps
         dead_steps = max(1, cfg.dead_tokens // cfg.batch_size)
         self.sae.train()
-        hist_fh = open(self.out_dir / HISTORY, "a")
+        hist_fh = open(self.out_dir / HISTORY, "a") if self.lead else None
         try:
             while self.step < n_steps:
                 t0 = time.perf_counter()
@@ -192,34 +215,38 @@ class SAETrainer:
                     is_logging_step=False))
                 self.opt.zero_grad(set_to_none=True)
                 out.loss.backward()
+                if self.collective is not None:  # the combined batch's gradient
+                    self.collective.average_gradients(self.sae.parameters())
                 remove_parallel_gradient(self.sae)
                 torch.nn.utils.clip_grad_norm_(self.sae.parameters(), 1.0)
                 self.opt.step()
                 normalise_decoder(self.sae)
                 with torch.no_grad():
                     fired = (out.feature_acts != 0).any(0)
+                    if self.collective is not None:
+                        fired = self.collective.reduce(fired.to(torch.uint8), "max").bool()
                     self.steps_since_fired += 1
                     self.steps_since_fired[fired] = 0
                 self.step += 1
                 self.seconds += time.perf_counter() - t0
                 if self.step % cfg.log_every == 0 or self.step == n_steps:
-                    rec = {"step": self.step, "tokens": self.step * cfg.batch_size, "loss": out.loss.item(),
-                           "mse": out.losses["mse_loss"].item(),
-                           "aux": out.losses.get("auxiliary_reconstruction_loss", torch.tensor(0.0)).item(),
-                           **batch_metrics(x, out.sae_out, out.feature_acts, self.mean),
-                           "dead_fraction": float(dead.float().mean()), "seconds": round(self.seconds, 3)}
+                    rec = {"step": self.step, "tokens": self.step * cfg.batch_size,
+                           **self._global_metrics(x, out, dead), "seconds": round(self.seconds, 3)}
                     self.history.append(rec)
-                    hist_fh.write(json.dumps(rec) + "\n")
-                    hist_fh.flush()
+                    if hist_fh is not None:
+                        hist_fh.write(json.dumps(rec) + "\n")
+                        hist_fh.flush()
                 if self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
                 try:
-                    self.progress(self.step / n_steps, f"step {self.step}/{n_steps}")
+                    if self.lead:
+                        self.progress(self.step / n_steps, f"step {self.step}/{n_steps}")
                 except BaseException:
                     self.save_checkpoint()  # cancelled: keep what we have, so the run can resume
                     raise
         finally:
-            hist_fh.close()
+            if hist_fh is not None:
+                hist_fh.close()
         self.save_checkpoint()
         self.sae.eval()
         return self.history

@@ -69,12 +69,17 @@ with tab_train:
         aux = c1.selectbox("aux loss (FC / MC)", OPTION_CHOICES["aux_loss"], key="sae_aux")
         capacity = c2.selectbox("capacity (FC)", OPTION_CHOICES["capacity"], key="sae_capacity")
         zipf = c3.number_input("Zipf exponent (FC, zipf capacity)", 0.1, 3.0, 1.0, key="sae_zipf")
+        processes = st.number_input("processes (data-parallel under torchrun; 1: this worker alone)", 1, 64, 1,
+                                    key="sae_processes",
+                                    help="Each process takes an equal share of every batch (gloo on CPUs, NCCL on "
+                                         "GPUs); Feature and Mutual Choice still select over the whole batch, so "
+                                         "the SAE equals the one-process run's.")
         go = st.form_submit_button("Train as a background job", type="primary")
     if go:
         try:
             spec = SAETrainSpec(model=lm.id, hook=hook, arch=arch, k=float(k), d_sae=int(d_sae), n_tokens=int(n_tokens),
                                 lr=float(lr), aux_loss=aux, capacity=capacity, zipf_exponent=float(zipf),
-                                batch_size=min(4096, int(n_tokens)))
+                                batch_size=min(4096, int(n_tokens)), processes=int(processes))
             spec.validate()
             if wb.cached(spec) is not None:
                 st.success("This exact run is already trained: showing it.")
