@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,12 @@ class Spec:
     @property
     def hash(self) -> str:
         return spec_hash(self.to_dict())
+
+    def resources(self) -> dict:
+        """What a job of this spec asks of a Ray cluster (compute.cluster): one CPU, and the GPUs an operator gives
+        each job (WORKBENCH_RAY_GPUS_PER_JOB, default 0); a kind that needs more says so."""
+        gpus = float(os.environ.get("WORKBENCH_RAY_GPUS_PER_JOB", "0") or 0)
+        return {"num_cpus": 1, **({"num_gpus": gpus} if gpus > 0 else {})}
 
     def validate(self) -> None:
         """Cheap checks that need no model; raise BadInput with a message for the researcher."""

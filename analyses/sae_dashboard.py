@@ -23,7 +23,7 @@ from .registry import register
 from .lm_inputs import token_strings
 from .sae_browser_figures import (activation_histogram, contexts_heatmap, density_overview, feature_overview,
                                   logit_effects)
-from .sae_source import SAESpec, check_width, load_for_model
+from .sae_source import SAESpec, check_width, load_for_model, sae_location
 
 MAX_DASHBOARD_TOKENS = 4_000_000
 
@@ -89,7 +89,8 @@ def run_sae_dashboards(spec: SAEDashboardSpec, ctx) -> Result:
     token_ids = aset.tokens().reshape(-1)[: len(acts)].numpy()
     lap("activations")
     try:
-        sa = encode_sparse(sae, acts, progress=lambda f, m="": ctx.progress(0.3 + 0.3 * f, m))
+        sa = encode_sparse(sae, acts, progress=lambda f, m="": ctx.progress(0.3 + 0.3 * f, m),
+                           pool=ctx.workbench.tasks, source=(sae_location(ctx.workbench, spec.sae), str(lm.device), aset))
     except ValueError as e:
         raise BadInput(str(e)) from None
     lap("encode")

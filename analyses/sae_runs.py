@@ -78,6 +78,9 @@ class SAETrainSpec(FitSpec, kind="sae_train", title="SAE training", page="sae_tr
         if self.batch_size % self.processes:
             raise BadInput(f"batch_size ({self.batch_size}) must split evenly over {self.processes} processes")
 
+    def resources(self) -> dict:
+        return {**super().resources(), "num_cpus": self.processes}  # on a Ray cluster: a CPU per process
+
     def describe(self) -> str:
         across = f" over {self.processes} processes" if self.processes > 1 else ""
         return f"{self.arch} SAE k={self.k:g} d_sae={self.d_sae} on {self.model} {self.hook}{across}"

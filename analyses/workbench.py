@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from compute.activations import ActivationCache
+from compute.cluster import TaskPool
 from compute.errors import BadInput
 from compute.jobs import JobManager
 from compute.models import LoadedModel, ModelRegistry
@@ -58,7 +59,8 @@ class Workbench:
         self.store = Store(self.settings.store_target)
         self.models = ModelRegistry(self.settings)
         self.results = ResultCache(self.settings.results_dir)
-        self.activations = ActivationCache(self.settings.activations_dir)
+        self.tasks = TaskPool(self.settings.ray_address)  # shards of parallel work: here, or on the Ray cluster
+        self.activations = ActivationCache(self.settings.activations_dir, pool=self.tasks)
         self.jobs = JobManager(self.settings, self.store, worker_module="analyses.worker")
         self._submitting = threading.Lock()
 
@@ -170,7 +172,7 @@ class Workbench:
             if limits.jobs_total and len(active) >= limits.jobs_total:
                 raise BadInput(f"{len(active)} jobs are queued or running on this server, its limit (an operator "
                                f"raises it with WORKBENCH_MAX_JOBS): try again when one has finished")
-            return self.jobs.submit(spec.to_dict(), title=spec.describe(), owner=owner)
+            return self.jobs.submit(spec.to_dict(), title=spec.describe(), owner=owner, resources=spec.resources())
 
     # as the local tool and the CLI use them; analyses.acting.Acting gives a signed-in user's view
     def share(self, spec: Spec) -> str:

@@ -2,11 +2,16 @@
 
 Runs one stored spec inside the machine-wide compute slot, reporting progress through the store,
 and publishes the result atomically. Every way out writes a final status first.
+
+On a Ray cluster (compute.cluster) the same code runs as a Ray task, `main_on_cluster`: Ray's scheduler, not the
+machine's compute slot, decides what runs where.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
+from contextlib import nullcontext
 import traceback
 
 from compute.errors import JobCancelled, WorkbenchError
@@ -16,7 +21,7 @@ from .registry import spec_from_dict
 from .workbench import Workbench, configure_threads
 
 
-def main(job_id: str) -> int:
+def main(job_id: str, on_cluster: bool = False) -> int:
     wb = Workbench()
     rec = wb.store.get_job(job_id)
     if rec is None:
@@ -25,8 +30,9 @@ def main(job_id: str) -> int:
     ctx = JobContext(wb.store, job_id)
     try:
         spec = spec_from_dict(wb.store.get_spec(rec.spec_hash), stored=True)
-        with compute_slot(wb.settings, ctx.cancelled):
-            wb.store.update_job(job_id, status="running", started=time.time(), message="starting")
+        with nullcontext() if on_cluster else compute_slot(wb.settings, ctx.cancelled):
+            wb.store.update_job(job_id, status="running", started=time.time(), message="starting",
+                                **({"pid": os.getpid()} if on_cluster else {}))
             configure_threads()
             outcome = wb.run(spec, progress=ctx.progress)
         wb.store.finish_job(job_id, "done", result_key=outcome.result_key,
@@ -42,6 +48,10 @@ def main(job_id: str) -> int:
         traceback.print_exc()
         wb.store.finish_job(job_id, "failed", error=f"{type(e).__name__}: {e}")
         return 1
+
+
+def main_on_cluster(job_id: str) -> int:
+    return main(job_id, on_cluster=True)
 
 
 if __name__ == "__main__":

@@ -45,12 +45,27 @@ class ActivationSet:
         acts = torch.cat(parts)
         return acts[:n_tokens] if n_tokens is not None else acts
 
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        """Activations [start, stop) of the flattened tokens, reading only the shards that hold them."""
+        parts, at = [], 0
+        for name in self.meta["shards"]:
+            if at >= stop:
+                break
+            with safe_open(str(self.path / name), "pt") as f:
+                n = f.get_slice("acts").get_shape()[0]
+                if at + n > start:
+                    parts.append(f.get_slice("acts")[max(start - at, 0) : min(stop - at, n)])
+            at += n
+        return torch.cat(parts) if parts else torch.zeros(0, self.meta.get("d") or 0)
+
     def tokens(self) -> torch.Tensor:
         return load_file(self.path / "tokens.safetensors")["tokens"]
 
 
 class ActivationCache:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, pool=None):
+        """`pool` (compute.cluster.TaskPool): on a cluster, new sets are built shard by shard as parallel tasks."""
+        self.pool = pool
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.builds = 0
@@ -86,7 +101,8 @@ class ActivationCache:
         shutil.rmtree(aside, ignore_errors=True)
 
     def get_or_build(self, lm: LoadedModel, dataset: str, hook: str, n_tokens: int, seq_len: int = 128,
-                     batch_size: int = 16, progress: Callable[[float, str], None] | None = None) -> ActivationSet:
+                     batch_size: int = 16, progress: Callable[[float, str], None] | None = None,
+                     pool=None) -> ActivationSet:
         if lm.kind != "lm":
             raise BadInput("activation caching needs a language model")
         check_hook(lm.model, hook, lm.id)
@@ -102,32 +118,25 @@ class ActivationCache:
         final = self.root / self.key(lm.fingerprint, dataset, hook, seq_len)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
         try:
-            shards, buf, buf_n, d = [], [], 0, None
-
-            def flush():
-                nonlocal buf, buf_n
-                name = f"acts_{len(shards):04d}.safetensors"
-                save_file({"acts": torch.cat(buf).contiguous()}, tmp / name)
-                shards.append(name)
-                buf, buf_n = [], 0
-
-            for i in range(0, len(tokens), batch_size):
-                # the forward pass stops after the hook's block (saves the later layers and the unembedding)
-                a = activations_at(lm.model, hook, tokens[i : i + batch_size].to(lm.device)).float().cpu()
-                a = a.reshape(a.shape[0] * a.shape[1], -1)  # [batch*pos, d]; hook_z heads concatenated
-                d = a.shape[1]
-                buf.append(a)
-                buf_n += len(a)
-                if buf_n >= SHARD_TOKENS:
-                    flush()
-                if progress:
-                    progress(min(1.0, (i + batch_size) / len(tokens)), f"caching {hook}")
-            if buf:
-                flush()
+            # a shard is the fewest whole batches holding SHARD_TOKENS tokens: the same batches, hence the same
+            # numbers, whether the shards run here one after another or as tasks on a cluster
+            rows_per_shard = batch_size * -(-SHARD_TOKENS // (batch_size * seq_len))
+            starts = range(0, len(tokens), rows_per_shard)
+            names = [f"acts_{i:04d}.safetensors" for i in range(len(starts))]
+            calls = [(lm.id, lm.fingerprint, hook, tokens[a : a + rows_per_shard], batch_size, str(tmp / name))
+                     for a, name in zip(starts, names)]
+            pool = pool or self.pool
+            if pool is not None and pool.parallel and len(calls) > 1:
+                dims = pool.map(activation_shard, calls, progress=progress, what=f"caching {hook}")
+            else:
+                dims = []
+                for i, (_, _, _, rows, _, path) in enumerate(calls):
+                    within = (lambda f, i=i: progress((i + f) / len(calls), f"caching {hook}")) if progress else None
+                    dims.append(write_shard(lm, hook, rows, batch_size, Path(path), within))
             save_file({"tokens": tokens.contiguous()}, tmp / "tokens.safetensors")
             meta = {"model": lm.id, "fingerprint": lm.fingerprint, "dataset": dataset, "hook": hook,
-                    "seq_len": seq_len, "n_tokens": int(tokens.numel()), "d": d, "shards": shards,
-                    "exhausted": len(tokens) < n_rows}
+                    "seq_len": seq_len, "n_tokens": int(tokens.numel()), "d": dims[0] if dims else None,
+                    "shards": names, "exhausted": len(tokens) < n_rows}
             (tmp / "meta.json").write_text(json.dumps(meta))
             if final.exists():  # a smaller set for the same key: replace it
                 shutil.rmtree(final)
@@ -137,4 +146,40 @@ class ActivationCache:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         return ActivationSet(final, meta)
+
+
+@torch.no_grad()
+def write_shard(lm: LoadedModel, hook: str, rows: torch.Tensor, batch_size: int, path: Path,
+                progress: Callable[[float], None] | None = None) -> int:
+    """One shard: the hook's activations on these token rows, [rows·pos, d] in one safetensors file; returns d."""
+    parts = []
+    for i in range(0, len(rows), batch_size):
+        # the forward pass stops after the hook's block (saves the later layers and the unembedding)
+        a = activations_at(lm.model, hook, rows[i : i + batch_size].to(lm.device)).float().cpu()
+        parts.append(a.reshape(a.shape[0] * a.shape[1], -1))  # [batch*pos, d]; hook_z heads concatenated
+        if progress:
+            progress(min(1.0, (i + batch_size) / len(rows)))
+    acts = torch.cat(parts)
+    save_file({"acts": acts.contiguous()}, path)
+    return int(acts.shape[1])
+
+
+_registry = None  # a cluster task's own model registry: one loaded copy per worker process
+
+
+def activation_shard(model_id: str, fingerprint: str, hook: str, rows: torch.Tensor, batch_size: int,
+                     path: str) -> int:
+    """A shard as a cluster task computes it, with the worker process's own copy of the model."""
+    global _registry
+    from .models import ModelRegistry
+    from .settings import load_settings
+
+    if _registry is None:
+        _registry = ModelRegistry(load_settings())
+    lm = _registry.get(model_id)
+    if lm.fingerprint != fingerprint:
+        raise RuntimeError(f"{model_id} on this node has other weights than the submitting server's "
+                           f"({lm.fingerprint} vs {fingerprint}): every node must see the same model files")
+    with _registry.device_lock(lm.device):
+        return write_shard(lm, hook, rows, batch_size, Path(path))
 

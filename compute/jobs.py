@@ -10,6 +10,9 @@
 - A worker that dies (crash, OOM kill) leaves its job `running` with a dead pid; `reap()` (called on
   every listing and at server start) marks such orphans failed. Results are published atomically
   by the result cache, so a dead worker never leaves a half-written result.
+- With a Ray cluster (WORKBENCH_RAY_ADDRESS; compute.cluster) a job is a Ray task instead of a local process:
+  the same worker code, progress and cancel flag through the same store; Ray schedules it by its resources; a
+  task whose worker died is marked failed from the task's own outcome (not a pid, which may be on another node).
 """
 from __future__ import annotations
 
@@ -55,12 +58,28 @@ class JobManager:
         self.worker_module = worker_module
         self.settings.jobs_dir.mkdir(parents=True, exist_ok=True)
         self._children: dict[str, subprocess.Popen] = {}
+        self._cluster_reasons: dict[str, str | None] = {}
+        self.cluster = None
+        if settings.ray_address:
+            from .cluster import RayJobs
+
+            self.cluster = RayJobs(settings.ray_address)
 
     def log_path(self, job_id: str) -> Path:
         return self.settings.jobs_dir / f"{job_id}.log"
 
-    def submit(self, spec: dict, title: str | None = None, owner: str = "") -> JobRecord:
+    def submit(self, spec: dict, title: str | None = None, owner: str = "", resources: dict | None = None) -> JobRecord:
+        """`resources`: what a Ray task of this job asks for (num_cpus, num_gpus, memory); local jobs queue on the
+        machine's compute slot instead."""
         job_id = uuid.uuid4().hex[:12]
+        if self.cluster is not None:
+            self.store.create_job(job_id, spec, title or spec.get("kind", "job"), owner=owner, runner="ray")
+            try:
+                self.cluster.submit(self.worker_module, job_id, resources or {"num_cpus": 1})
+            except BaseException as e:
+                self.store.finish_job(job_id, "failed", error=f"could not submit to the Ray cluster: {e}")
+                raise
+            return self.store.get_job(job_id)
         rec = self.store.create_job(job_id, spec, title or spec.get("kind", "job"), owner=owner)
         env = {**os.environ, "WORKBENCH_HOME": str(self.settings.home)}
         with open(self.log_path(job_id), "ab") as log:
@@ -82,10 +101,20 @@ class JobManager:
     def get(self, job_id: str) -> JobRecord | None:
         self._poll_children()
         rec = self.store.get_job(job_id)
-        if rec and rec.active and not pid_alive(rec.pid) and rec.pid is not None:
+        if rec and rec.active and self._gone(rec):
             self._mark_orphan(rec)
             rec = self.store.get_job(job_id)
         return rec
+
+    def _gone(self, rec: JobRecord) -> bool:
+        """An active job whose worker has ended without saying so (crashed, killed)."""
+        if rec.runner == "ray":
+            if self.cluster is None or not self.cluster.knows(rec.id):
+                return False  # submitted by another server (or before a restart): its own server follows it
+            ended, why = self.cluster.ended(rec.id)
+            self._cluster_reasons[rec.id] = why
+            return ended and self.store.get_job(rec.id).active
+        return rec.pid is not None and not pid_alive(rec.pid)
 
     def list(self, limit: int = 200) -> list[JobRecord]:
         self.reap()
@@ -102,7 +131,12 @@ class JobManager:
         """Kill workers that were asked to cancel more than grace_s ago and are still going."""
         now = time.time()
         for rec in self.store.list_jobs():
-            if rec.active and rec.cancel_requested and pid_alive(rec.pid):
+            if rec.runner == "ray" and rec.active and rec.cancel_requested and now - rec.cancel_requested > grace_s:
+                if self.cluster is not None and self.cluster.knows(rec.id):
+                    self.cluster.kill(rec.id)
+                    self.store.finish_job(rec.id, "cancelled", message="cancelled (Ray task stopped)")
+                continue
+            if rec.runner == "local" and rec.active and rec.cancel_requested and pid_alive(rec.pid):
                 if now - rec.cancel_requested > grace_s:
                     try:
                         os.killpg(rec.pid, signal.SIGKILL)
@@ -117,7 +151,7 @@ class JobManager:
         self.enforce_cancels()
         n = 0
         for rec in self.store.list_jobs():
-            if rec.active and rec.pid is not None and not pid_alive(rec.pid):
+            if rec.active and self._gone(rec):
                 self._mark_orphan(rec)
                 n += 1
         return n
@@ -139,9 +173,10 @@ class JobManager:
         if rec.cancel_requested:
             self.store.finish_job(rec.id, "cancelled", message="cancelled")
         else:
+            why = self._cluster_reasons.pop(rec.id, None) if rec.runner == "ray" else None
             self.store.finish_job(rec.id, "failed",
-                                  error="the worker process ended without finishing (crashed, killed, or the "
-                                        "server restarted); nothing was stored for this job")
+                                  error=why or "the worker process ended without finishing (crashed, killed, or the "
+                                               "server restarted); nothing was stored for this job")
 
 
 class JobContext:

@@ -34,6 +34,8 @@ class Settings:
     limits: Limits = Limits()
     # A PostgreSQL server shared by a group's servers and workers (WORKBENCH_DATABASE_URL); None: the SQLite file.
     database_url: str | None = None
+    # A Ray cluster that runs the jobs (WORKBENCH_RAY_ADDRESS, host:port); None: local worker processes.
+    ray_address: str | None = None
 
     @property
     def store_path(self) -> Path:
@@ -96,6 +98,7 @@ def load_settings(served: bool = False) -> Settings:
                       job_tokens=_env_number("WORKBENCH_MAX_JOB_TOKENS", 0),
                       disk_bytes=int(_env_number("WORKBENCH_DISK_BUDGET_GB", 0.0, float) * 2**30)),
         database_url=os.environ.get("WORKBENCH_DATABASE_URL", "").strip() or None,
+        ray_address=os.environ.get("WORKBENCH_RAY_ADDRESS", "").strip() or None,
     )
 
 

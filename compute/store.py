@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS users (
 );
 """
 # Columns added after stores were created: (table, column, declaration), added on open when missing.
-ADDED_COLUMNS = (("jobs", "owner", "TEXT NOT NULL DEFAULT ''"), ("specs", "creator", "TEXT NOT NULL DEFAULT ''"))
+ADDED_COLUMNS = (("jobs", "owner", "TEXT NOT NULL DEFAULT ''"), ("specs", "creator", "TEXT NOT NULL DEFAULT ''"),
+                 ("jobs", "runner", "TEXT NOT NULL DEFAULT 'local'"))
 
 ACTIVE = ("queued", "running")
 
@@ -70,6 +71,7 @@ class JobRecord:
     started: float | None
     finished: float | None
     owner: str = ""  # who started it ("" before sign-in existed, or from the CLI)
+    runner: str = "local"  # local: a worker process of this machine (pid); ray: a task on the Ray cluster
 
     @property
     def active(self) -> bool:
@@ -139,11 +141,12 @@ class Store:
         return [(r["hash"], json.loads(r["json"]), r["created"]) for r in rows]
 
     # --- jobs ---
-    def create_job(self, job_id: str, spec: dict, title: str, owner: str = "") -> JobRecord:
+    def create_job(self, job_id: str, spec: dict, title: str, owner: str = "", runner: str = "local") -> JobRecord:
         h = self.put_spec(spec, creator=owner)
         with self._conn() as c:
-            c.execute("INSERT INTO jobs(id, spec_hash, kind, title, status, created, owner) VALUES (?,?,?,?,?,?,?)",
-                      (job_id, h, spec.get("kind", "?"), title, "queued", time.time(), owner))
+            c.execute("INSERT INTO jobs(id, spec_hash, kind, title, status, created, owner, runner) "
+                      "VALUES (?,?,?,?,?,?,?,?)",
+                      (job_id, h, spec.get("kind", "?"), title, "queued", time.time(), owner, runner))
         return self.get_job(job_id)
 
     def get_job(self, job_id: str) -> JobRecord | None:

@@ -15,6 +15,7 @@ then a vectorised group-by over it rather than a per-feature pass over the token
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -53,24 +54,62 @@ class SparseActivations:
 
 
 @torch.no_grad()
-def encode_sparse(sae, acts: torch.Tensor, batch: int = 8192, progress=None) -> SparseActivations:
-    sae.eval()
-    toks, feats, vals, total = [], [], [], 0
+def _encode_rows(sae, acts: torch.Tensor, offset: int, batch: int, seen: int = 0, progress=None):
+    """(token, feature, value) of the SAE's non-zero activations on `acts`, tokens numbered from `offset`."""
+    toks, feats, vals, total = [], [], [], seen
     for i in range(0, len(acts), batch):
         z = sae.encode(acts[i : i + batch].to(sae.W_dec.device, sae.W_dec.dtype))
         t, f = torch.nonzero(z, as_tuple=True)
         total += len(t)
         if total > MAX_NONZEROS:
-            raise ValueError(f"the SAE fires {total:,}+ times on the first {i + batch:,} tokens; dashboards keep at "
-                             f"most {MAX_NONZEROS:,} firings: use fewer tokens")
-        toks.append((t + i).cpu())
+            raise ValueError(f"the SAE fires {total:,}+ times on the first {offset + i + batch:,} tokens; dashboards "
+                             f"keep at most {MAX_NONZEROS:,} firings: use fewer tokens")
+        toks.append((t + offset + i).cpu())
         feats.append(f.cpu())
         vals.append(z[t, f].float().cpu())
         if progress:
             progress(min(1.0, (i + batch) / len(acts)), "running the SAE over the tokens")
-    token = torch.cat(toks).numpy().astype(np.int64) if toks else np.zeros(0, np.int64)
-    feature = torch.cat(feats).numpy().astype(np.int64) if feats else np.zeros(0, np.int64)
-    value = torch.cat(vals).numpy().astype(np.float32) if vals else np.zeros(0, np.float32)
+    cat = lambda parts, dtype: torch.cat(parts).numpy().astype(dtype) if parts else np.zeros(0, dtype)  # noqa: E731
+    return cat(toks, np.int64), cat(feats, np.int64), cat(vals, np.float32)
+
+
+_loaded: dict = {}  # a cluster task's SAEs, one copy per worker process
+
+
+def encode_shard(sae_location: str, device: str, activations_path: str, activations_meta: dict, start: int,
+                 stop: int, batch: int):
+    """A cluster task: the SAE (loaded once per worker process) over tokens [start, stop) of a cached set."""
+    from compute.activations import ActivationSet
+
+    from .loading import load_sae
+
+    if sae_location not in _loaded:
+        _loaded[sae_location] = load_sae(sae_location, device=device)
+    sae = _loaded[sae_location]
+    sae.eval()
+    acts = ActivationSet(Path(activations_path), activations_meta).rows(start, stop)
+    return _encode_rows(sae, acts, start, batch)
+
+
+def encode_sparse(sae, acts: torch.Tensor, batch: int = 8192, progress=None, pool=None,
+                  source: tuple | None = None) -> SparseActivations:
+    """The SAE's non-zero activations on `acts`. With a parallel `pool` (compute.cluster.TaskPool) and `source`
+    = (SAE location, device, ActivationSet) the tokens are encoded in shards of whole batches on the cluster: the
+    same batches, so the same entries."""
+    sae.eval()
+    shard = batch * 8
+    if pool is not None and pool.parallel and source is not None and len(acts) > shard:
+        location, device, aset = source
+        calls = [(location, device, str(aset.path), aset.meta, a, min(a + shard, len(acts)), batch)
+                 for a in range(0, len(acts), shard)]
+        parts = pool.map(encode_shard, calls, progress=progress, what="running the SAE over the tokens")
+        total = sum(len(t) for t, _, _ in parts)
+        if total > MAX_NONZEROS:
+            raise ValueError(f"the SAE fires {total:,} times on these tokens; dashboards keep at most "
+                             f"{MAX_NONZEROS:,} firings: use fewer tokens")
+        token, feature, value = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    else:
+        token, feature, value = _encode_rows(sae, acts, 0, batch, progress=progress)
     order = np.lexsort((token, feature))
     return SparseActivations(token[order], feature[order], value[order], len(acts), int(sae.cfg.d_sae))
 

@@ -72,3 +72,12 @@ class UsesFitSpec(Spec, kind="test_uses_fit"):
 def run_uses_fit(spec: UsesFitSpec, ctx) -> Result:
     fitted = ctx.require(spec.fit(), share=(0.0, 0.5))
     return Result(UsesFitSpec.KIND, {"fit_folder": fitted.summary["folder"]})
+
+
+def slow_square(x: int, seconds: float, pid_folder: str) -> int:
+    """A shard for the cluster tests: records which process runs it (so a test can kill it), then works."""
+    from pathlib import Path
+
+    Path(pid_folder, f"{x}-{os.getpid()}").write_text("")
+    time.sleep(seconds)
+    return x * x
