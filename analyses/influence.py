@@ -25,7 +25,7 @@ import torch
 
 from compute.errors import BadInput
 
-from .base import FitSpec, Result, Spec, bounded
+from .base import FitSpec, Result, Spec, added, bounded
 from .influence_figures import module_bars
 from .registry import register
 
@@ -62,6 +62,11 @@ class InfluenceFactorsSpec(FitSpec, kind="influence_factors", title="Influence f
     max_sequences: int = bounded(1000, 10, 200_000)  # LM training sequences, taken evenly across the set
     fisher_samples: int = bounded(1, 1, 32)  # labels sampled per example for the true Fisher (Monte Carlo)
     seed: int = 0  # of those samples: the same spec fits the same factors
+    # kronfluence's data-parallel fit under torchrun (influence.distributed): the factors equal the one-process
+    # fit's within float tolerance (the Fisher's labels are drawn per example)
+    processes: int = added(1, 1, lo=1, hi=64)
+    # 2: the Fisher's labels drawn per example (influence.fisher), not from torch's global generator
+    RESULT_VERSION = 2
 
     def validate(self) -> None:
         super().validate()
@@ -77,13 +82,17 @@ class InfluenceFactorsSpec(FitSpec, kind="influence_factors", title="Influence f
 
     def factor_fields(self) -> dict:
         return {k: getattr(self, k) for k in ("model", "train", "modules", "strategy", "max_sequences",
-                                               "fisher_samples", "seed")}
+                                               "fisher_samples", "seed", "processes")}
 
     def factors_spec(self) -> "InfluenceFactorsSpec":
         return InfluenceFactorsSpec(**self.factor_fields())
 
+    def resources(self) -> dict:
+        return {**super().resources(), "num_cpus": self.processes}
+
     def describe(self) -> str:
-        return f"{self.strategy.upper()} factors of {self.model} on {self.train}"
+        across = f" over {self.processes} processes" if self.processes > 1 else ""
+        return f"{self.strategy.upper()} factors of {self.model} on {self.train}{across}"
 
 
 # --- the model, its task and its training set -------------------------------------------------------------
@@ -131,8 +140,13 @@ def setup(ctx, spec: InfluenceFactorsSpec) -> Setup:
     raise BadInput(f"{spec.model} is a {lm.kind} model; influence queries run on language and image models")
 
 
-def _repeated(data, times: int):
-    return data if times == 1 else torch.utils.data.ConcatDataset([data] * times)
+def fisher_draws(data, spec: InfluenceFactorsSpec):
+    """The training set as factors are fitted on it: repeated for several Fisher samples per example, each example
+    with its own draws (influence.fisher)."""
+    from influence.fisher import FisherDraws
+
+    repeated = data if spec.fisher_samples == 1 else torch.utils.data.ConcatDataset([data] * spec.fisher_samples)
+    return FisherDraws(repeated, spec.seed)
 
 
 @register(InfluenceFactorsSpec, long=True)
@@ -154,9 +168,16 @@ def run_influence_factors(spec: InfluenceFactorsSpec, ctx) -> Result:
         last[:] = [now, msg]
         ctx.progress(0.98 * f, msg)
 
-    with tracked(s.net, s.task, s.lock) as net, torch.random.fork_rng(devices=[]):
-        torch.manual_seed(spec.seed)  # kronfluence samples the Fisher's labels from torch's global generator
-        Engine(net, s.task, tmp).fit(_repeated(s.train, spec.fisher_samples), spec.strategy, progress)
+    if spec.processes > 1:  # the processes fit into tmp; the first writes the factors
+        from compute.torchrun import run_torchrun
+
+        run_torchrun("analyses.influence_ddp", {"spec": spec.to_dict(), "folder": str(tmp)}, tmp, spec.processes,
+                     progress, threads_per_process=max(1, torch.get_num_threads() // spec.processes))
+        for name in ("torchrun_plan.json", "progress.json", "torchrun.log"):
+            (tmp / name).unlink(missing_ok=True)
+    else:
+        with tracked(s.net, s.task, s.lock) as net:
+            Engine(net, s.task, tmp).fit(fisher_draws(s.train, spec), spec.strategy, progress)
     stages.pop("start", None)
     stages.pop("factors fitted", None)
     rows = _factor_table(tmp, spec.strategy, s.net, s.modules)

@@ -18,6 +18,9 @@ from .sae_source import SAERef
 
 MAX_QUERY_CHARS = 20_000
 MEASURES = ("completion", "feature")
+# On a Ray cluster (compute.cluster) the training sequences are scored in shards of this many, one task each: a
+# sequence's score depends only on it and the preconditioned query gradient, which each task recomputes.
+SCORE_SHARD = 256
 
 
 @dataclass(frozen=True)
@@ -152,11 +155,17 @@ def run_influence_lm(spec: InfluenceLMSpec, ctx) -> Result:
     damping = spec.damping_value()
     checks = {}
     ctx.progress(0.55, f"scoring {len(candidates):,} training sequences")
+    pool = ctx.workbench.tasks
     with tracked(s.net, s.task, s.lock) as net:
         eng = Engine(net, task, folder)
         t0 = time.perf_counter()
-        out = eng.pairwise(_One(query), train.subset(candidates), spec.strategy, damping=damping,
-                           rank=spec.rank or None, per_module=True, per_token=True)
+        if pool.parallel and len(candidates) > SCORE_SHARD:
+            shards = np.array_split(candidates, -(-len(candidates) // SCORE_SHARD))
+            parts = pool.map(score_shard, [(spec.to_dict(), shard.tolist()) for shard in shards],
+                             progress=lambda f, m="": ctx.progress(0.55 + 0.25 * f, m), what="scoring training shards")
+            out = {k: torch.cat([p[k] for p in parts], dim=1) for k in parts[0]}
+        else:
+            out = _scores(eng, spec, query, train.subset(candidates), damping)
         timing["query_and_scores"] = round(time.perf_counter() - t0, 3)
         filtered = spec.tfidf_k and len(candidates) < len(train)
         if spec.check and (filtered or spec.rank):
@@ -206,6 +215,42 @@ def run_influence_lm(spec: InfluenceLMSpec, ctx) -> Result:
                                               "token-wise influence of the most helpful sequence")
     ctx.progress(1.0, "done")
     return Result(InfluenceLMSpec.KIND, summary, tables, figures)
+
+
+def _scores(eng, spec: InfluenceLMSpec, query: dict, train, damping) -> dict[str, torch.Tensor]:
+    return eng.pairwise(_One(query), train, spec.strategy, damping=damping, rank=spec.rank or None,
+                        per_module=True, per_token=True)
+
+
+_shard_setups: dict = {}  # a cluster worker's model set-ups and training sets, one per factor spec
+
+
+def score_shard(spec_dict: dict, rows: list[int]) -> dict[str, torch.Tensor]:
+    """A cluster task: the query's scores against training sequences `rows`, with the worker's own copy of the
+    model and the shared factors (as `run_influence_lm` scores them in one process)."""
+    from types import SimpleNamespace
+
+    from influence.engine import Engine, tracked
+
+    from .influence import setup
+    from .registry import spec_from_dict
+    from .workbench import Workbench
+
+    spec = spec_from_dict(spec_dict, stored=True)
+    key = str(sorted(spec.factor_fields().items()))
+    if key not in _shard_setups:
+        wb = Workbench()
+        ctx = SimpleNamespace(model=wb.models.get, workbench=wb)
+        _shard_setups[key] = (wb, ctx, setup(ctx, spec.factors_spec()))
+    wb, ctx, s = _shard_setups[key]
+    lm = wb.models.get(spec.model)
+    if spec.measure == "feature":
+        query, task, _ = feature_query(ctx, spec, lm, s)
+    else:
+        query, task = query_batch(lm.tokenizer, spec.prompt, spec.completion, int(lm.n_ctx))[0], s.task
+    with tracked(s.net, s.task, s.lock) as net:
+        eng = Engine(net, task, wb.artifact_folder(spec.factors_spec()))
+        return _scores(eng, spec, query, s.train.subset(np.asarray(rows)), spec.damping_value())
 
 
 def _total(out: dict) -> np.ndarray:

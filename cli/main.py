@@ -329,7 +329,7 @@ def cmd_influence(args) -> int:
     configure_threads()
     wb = Workbench()
     common = dict(model=args.model, strategy=args.strategy, damping=args.damping, top=args.top,
-                  divide_by_n=args.divide_by_n)
+                  divide_by_n=args.divide_by_n, processes=args.processes)
     if args.image:
         spec = InfluenceImageSpec(**common, image=_image_name(wb, args.image), label=args.label)
     else:
@@ -530,6 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default="ekfac", choices=("ekfac", "kfac", "diagonal", "identity"))
     p.add_argument("--damping", default="auto", help="auto (0.1 x mean eigenvalue per layer) or a positive number")
     p.add_argument("--max-sequences", type=int, default=1000, help="training sequences, taken evenly across the set")
+    p.add_argument("--processes", type=int, default=1,
+                   help="fit the factors data-parallel over this many processes under torchrun (kronfluence's own "
+                        "distributed fit; gloo on CPUs): the factors equal the one-process fit's")
     p.add_argument("--divide-by-n", action="store_true", help="divide scores by the training-set size")
     p.add_argument("--image", help="image models: digits:N, or an image file (PNG/JPEG, or .npy of the input shape)")
     p.add_argument("--label", type=int, default=-1, help="the query image's label (default: its true label)")

@@ -75,12 +75,14 @@ class Engine:
     task: object
     folder: Path
     train_batch: int = 32
+    distributed: bool = False  # one of several torchrun processes (influence.distributed): the model is in DDP
 
     def _analyzer(self, output_dir: Path):
         from kronfluence.analyzer import Analyzer
 
         logging.getLogger("kronfluence").setLevel(logging.WARNING)
-        return Analyzer(analysis_name=ANALYSIS, model=self.model, task=self.task, cpu=not _on_cuda(self.model),
+        cpu = not self.distributed and not _on_cuda(self.model)  # kronfluence refuses cpu=True with DDP
+        return Analyzer(analysis_name=ANALYSIS, model=self.model, task=self.task, cpu=cpu,
                         disable_tqdm=True, output_dir=str(output_dir), log_level=logging.WARNING)
 
     def fit(self, dataset, strategy: str, progress: Progress) -> None:

@@ -14,13 +14,9 @@ import torch
 from torch import nn
 from kronfluence.task import Task
 
+from .fisher import FISHER_U, sample_labels
+
 IGNORE = -100
-
-
-def _sample_like(logits: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        probs = torch.softmax(logits.detach().float().reshape(-1, logits.shape[-1]), dim=-1)
-        return torch.multinomial(probs, 1).reshape(logits.shape[:-1])
 
 
 class CausalLMTask(Task):
@@ -37,8 +33,8 @@ class CausalLMTask(Task):
     def compute_train_loss(self, batch, model, sample: bool = False) -> torch.Tensor:
         logits = self._logits(model, batch)
         labels = batch["labels"]
-        if sample:
-            labels = torch.where(labels == IGNORE, labels, _sample_like(logits))
+        if sample:  # the true Fisher: labels drawn from the model (per example: influence.fisher)
+            labels = torch.where(labels == IGNORE, labels, sample_labels(logits, batch.get(FISHER_U)))
         return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
                                            ignore_index=IGNORE, reduction="sum")
 
@@ -61,14 +57,14 @@ class ClassifierTask(Task):
         self.modules = modules
 
     def compute_train_loss(self, batch, model, sample: bool = False) -> torch.Tensor:
-        x, y = batch
+        x, y, *drawn = batch  # (x, y) or, for fitting factors, (x, y, u): influence.fisher
         logits = model(x)
         if sample:
-            y = _sample_like(logits)
+            y = sample_labels(logits, drawn[0] if drawn else None)
         return nn.functional.cross_entropy(logits, y, reduction="sum")
 
     def compute_measurement(self, batch, model) -> torch.Tensor:
-        x, y = batch
+        x, y, *_ = batch
         return nn.functional.cross_entropy(model(x), y, reduction="sum")
 
     def get_influence_tracked_modules(self):

@@ -1,9 +1,9 @@
 """One process of a data-parallel SAE run, as torchrun starts it (`sae.ddp_launch` writes the plan it reads).
 
-    torchrun --standalone --nproc_per_node W -m sae.ddp_worker PLAN.json
+    torchrun --standalone --nproc_per_node W -m sae.ddp_worker PLAN.json   (compute.torchrun starts it)
 
 gloo on CPUs; NCCL on GPUs, one per process (LOCAL_RANK). Every process reads the same cached activations and
-takes its share of each batch; the first writes the checkpoint, the curves and `progress.json`.
+takes its share of each batch; the first writes the checkpoint, the curves and the progress.
 """
 from __future__ import annotations
 
@@ -16,16 +16,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from compute.torchrun import stop_requested, write_progress
+
 from .distributed import Collective
-from .training import TrainConfig, SAETrainer
-
-PROGRESS = "progress.json"
-
-
-def _write_progress(folder: Path, fraction: float, message: str) -> None:
-    tmp = folder / (PROGRESS + ".tmp")
-    tmp.write_text(json.dumps({"fraction": fraction, "message": message}))
-    tmp.replace(folder / PROGRESS)
+from .training import SAETrainer, TrainConfig, TrainingStopped
 
 
 def main(plan_path: str) -> None:
@@ -45,10 +39,13 @@ def main(plan_path: str) -> None:
         cfg = TrainConfig(**{k: v for k, v in plan["config"].items() if k in names})
         out = Path(plan["out_dir"])
         trainer = SAETrainer(cfg, acts, out, metadata=plan.get("metadata"), device=device,
-                             collective=Collective(),
-                             progress=lambda f, m="": _write_progress(out, f, m))
+                             collective=Collective(), stop_requested=lambda: stop_requested(out),
+                             progress=lambda f, m="": write_progress(out, f, m))
         trainer.try_resume()
-        trainer.train()
+        try:
+            trainer.train()
+        except TrainingStopped:
+            pass  # the launcher asked (a cancelled job); the checkpoint holds the run so far
     finally:
         dist.destroy_process_group()
 

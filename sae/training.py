@@ -106,9 +106,14 @@ def normalise_decoder(sae: TrainingSAE) -> None:
     sae.W_dec.data /= sae.W_dec.data.norm(dim=-1, keepdim=True).clamp_min(1e-8)
 
 
+class TrainingStopped(Exception):
+    """A data-parallel run asked to stop: every process left at the same step, the checkpoint saved there."""
+
+
 class SAETrainer:
     def __init__(self, cfg: TrainConfig, acts: torch.Tensor, out_dir: Path, metadata: dict | None = None,
-                 progress: Callable[[float, str], None] | None = None, device: str = "cpu", collective=None):
+                 progress: Callable[[float, str], None] | None = None, device: str = "cpu", collective=None,
+                 stop_requested: Callable[[], bool] | None = None):
         cfg.validate()
         if acts.ndim != 2:
             raise ValueError(f"activations must be [tokens, d_in], got shape {tuple(acts.shape)}")
@@ -116,6 +121,7 @@ class SAETrainer:
             raise ValueError(f"batch_size ({cfg.batch_size}) must split evenly over {collective.world} processes")
         self.cfg = cfg
         self.collective = collective
+        self.stop_requested = stop_requested  # data-parallel runs: the first process's view, shared at each step
         self.lead = collective is None or collective.rank == 0  # writes the checkpoint, the curves, the progress
         self.acts = acts
         self.device = device
@@ -238,6 +244,11 @@ class SAETrainer:
                         hist_fh.flush()
                 if self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
+                if self.collective is not None and self.stop_requested is not None:
+                    asked = torch.tensor([float(self.lead and self.stop_requested())], device=self.device)
+                    if float(self.collective.reduce(asked, "max")) > 0:
+                        self.save_checkpoint()
+                        raise TrainingStopped(f"stopped at step {self.step}")
                 try:
                     if self.lead:
                         self.progress(self.step / n_steps, f"step {self.step}/{n_steps}")

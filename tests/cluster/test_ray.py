@@ -100,6 +100,23 @@ def test_sharded_encoding_on_the_cluster_equals_the_local_encoding(ray_wb, small
     assert np.array_equal(here.value, there.value)
 
 
+def test_influence_scores_over_training_shards_on_the_cluster_equal_the_local_scores(ray_wb, wb, monkeypatch):
+    import analyses.influence_lm as influence_lm
+    from analyses.influence_lm import InfluenceLMSpec
+
+    monkeypatch.setattr(influence_lm, "SCORE_SHARD", 24)  # 48 sequences: 2 shards
+    spec = InfluenceLMSpec(model="zoo-lm", max_sequences=48, prompt="def add(a, b):\n    return", completion=" a + b",
+                           check=False)
+    seen = []
+    sharded = ray_wb.run(spec, progress=lambda f, m="": seen.append(m)).result
+    assert any("scoring training shards on the Ray cluster: 2/2" in m for m in seen)
+    local = wb.run(spec, force=True).result
+    a, b = sharded.tables["scores"], local.tables["scores"]
+    assert (a.row.to_numpy() == b.row.to_numpy()).all()
+    assert np.allclose(a.score, b.score, rtol=1e-4, atol=1e-6 * np.abs(b.score).max())
+    assert list(sharded.tables["helpful"]["row"]) == list(local.tables["helpful"]["row"])
+
+
 def test_a_cancelled_cluster_job_stops(ray_wb):
     from tests.fake_analyses import SleepSpec
 

@@ -192,7 +192,7 @@ def test_cancelling_a_data_parallel_job_stops_every_process_and_keeps_the_checkp
     assert done.status == "cancelled"
 
     def ranks() -> str:
-        return subprocess.run(["pgrep", "-af", f"sae.ddp_worker {folder}"], capture_output=True, text=True).stdout
+        return subprocess.run(["pgrep", "-af", f"sae.ddp_worker {folder}/torchrun_plan.json"], capture_output=True, text=True).stdout
 
     for _ in range(40):
         if not ranks():
