@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import pytest
 import torch
@@ -17,12 +16,8 @@ from compute.activations import ActivationSet
 from sae import selection
 from sae.ddp_launch import train_data_parallel
 from sae.training import SAETrainer, TrainConfig
+from tests.services import free_port
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _matrix(seed: int, rows: int = 64, features: int = 48) -> torch.Tensor:
@@ -61,7 +56,7 @@ def _selection_rank(rank: int, world: int, port: int, queue) -> None:
 def test_the_sharded_selections_equal_the_selection_over_the_combined_batch():
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
-    port = _free_port()
+    port = free_port()
     procs = [ctx.Process(target=_selection_rank, args=(r, 2, port, queue)) for r in range(2)]
     for p in procs:
         p.start()

@@ -7,22 +7,18 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 from pathlib import Path
+
+from tests.services import free_port
 
 
 def postgres_bin() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4]))
     return Path(found[-1]).parent if found else None
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PostgresServer:
@@ -32,7 +28,7 @@ class PostgresServer:
             raise RuntimeError("PostgreSQL is not installed (make test installs Debian's postgresql)")
         self.folder = Path(tempfile.mkdtemp(prefix="workbench-pg-"))
         self.data = self.folder / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self._as = None
         if os.geteuid() == 0:
             user = pwd.getpwnam("postgres")

@@ -7,7 +7,6 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,12 +14,8 @@ import time
 from pathlib import Path
 
 from compute.cluster import RAY_ENV
+from tests.services import free_port
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stop_with_parent() -> None:
@@ -30,7 +25,7 @@ def _stop_with_parent() -> None:
 class RayCluster:
     def __init__(self, cpus: int = 2, pythonpath: str | None = None):
         self.folder = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Unix socket paths < 108 bytes
-        self.port = _free_port()
+        self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.cpus = cpus
         self.env = {**os.environ, **RAY_ENV, **({"PYTHONPATH": pythonpath} if pythonpath else {})}
