@@ -29,10 +29,12 @@ def job_table():
     df = pd.DataFrame([{"job": j.id, "status": f"{widgets.STATUS_ICON.get(j.status, '')} {j.status}", "title": j.title,
                         "progress": j.progress, "message": j.error or j.message, "submitted": _when(j.created),
                         "seconds": round((j.finished or dt.datetime.now().timestamp()) - (j.started or j.created), 1),
-                        "by": j.owner}
+                        "by": j.owner, "on": "Ray cluster" if j.runner == "ray" else "this machine"}
                        for j in jobs])
     if not df.by.any():  # the local tool: nobody signs in, so there is no one to name
         df = df.drop(columns="by")
+    if (df.on == "this machine").all():  # no cluster: every job is a local worker
+        df = df.drop(columns="on")
     st.dataframe(df, hide_index=True, column_config={
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent")})
 

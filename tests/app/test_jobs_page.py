@@ -64,3 +64,15 @@ def test_batch_export_from_the_page():
     at.run()
     assert not at.exception and not errors(at)
     assert any("files from 1 analyses" in s.value for s in at.success)
+
+
+def test_a_job_on_the_ray_cluster_says_where_it_runs(wb):
+    rec = wb.store.create_job("rayjob0001", {"kind": "model_check", "model": "zoo-digits-cnn"}, "on the cluster",
+                              runner="ray")
+    at = new_app(job=rec.id)
+    at.switch_page("views/jobs.py")
+    at.run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert table.set_index("job").loc["rayjob0001", "on"] == "Ray cluster"
+    wb.store.finish_job("rayjob0001", "cancelled")
