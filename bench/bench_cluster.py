@@ -2,8 +2,9 @@
 
 1. Sharded activation caching and dashboard encoding on a local Ray head with 1 and with 2 worker slots, beside
    the in-process path (no cluster): the same work, the same bits.
-2. Data-parallel SAE training under torchrun, 1 vs 2 processes, on the same cached activations (TopK, Feature
-   Choice, Mutual Choice): tokens/s of the training loop (each run's own clock, process start excluded).
+2. Data-parallel SAE training under torchrun with 2 processes (1 thread each) against the one-process trainer
+   (2 threads), on the same cached activations (TopK, Feature Choice, Mutual Choice): tokens/s of the training
+   loop (each run's own clock, process start excluded).
 3. EK-FAC factors (kronfluence) of the zoo LM under torchrun, 1 vs 2 processes: wall time of the fit.
 
     .venv/bin/python bench/bench_cluster.py [--tokens 262144] [--out bench/results_cluster.json]
@@ -81,13 +82,14 @@ def ddp_scaling(wb, lm, tokens: int) -> dict:
     for arch in ("topk", "feature_choice", "mutual_choice"):
         cfg = TrainConfig(arch=arch, k=16, d_sae=1536, n_tokens=tokens, batch_size=4096, log_every=10**9,
                           checkpoint_every=10**9)
-        rates = {}
-        for processes in (1, 2):
-            folder = Path(tempfile.mkdtemp())
-            train_data_parallel(cfg, aset, tokens, folder, processes, "cpu", threads_per_process=2 // processes)
-            done = SAETrainer(cfg, aset.load(tokens), folder)
-            done.try_resume()
-            rates[processes] = tokens / done.seconds
+        # the peer: the one-process trainer as a run without --processes uses it (2 threads)
+        one = SAETrainer(cfg, aset.load(tokens), Path(tempfile.mkdtemp()))
+        one.train()
+        folder = Path(tempfile.mkdtemp())
+        train_data_parallel(cfg, aset, tokens, folder, 2, "cpu", threads_per_process=1)
+        two = SAETrainer(cfg, aset.load(tokens), folder)
+        two.try_resume()
+        rates = {1: tokens / one.seconds, 2: tokens / two.seconds}
         out[arch] = {"tokens_per_s_1_process": rates[1], "tokens_per_s_2_processes": rates[2],
                      "speedup": rates[2] / rates[1]}
     return out

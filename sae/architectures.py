@@ -296,12 +296,11 @@ class MutualChoiceTrainingSAE(_AdaptiveTrainingSAE):
         # the running threshold, a little lowered, is a guess of the cut-off that makes the exact
         # selection cheap (see selection.mutual_choice_guided); the result equals mutual_choice's
         budget = selection.budget_for(self.cfg.k, self.batch_tokens(hidden_pre.shape[0]))
-        if self.collective is not None:
-            acts, counts, smallest = sharded_mutual_choice(hidden_pre, budget, self.collective)
-            self._stats = (counts, smallest)
-            return acts
         guess = float(self.inference_threshold[0]) * GUESS_MARGIN if int(self.threshold_updates[0]) > 0 else None
-        acts, counts, smallest = selection.mutual_choice_guided(hidden_pre, budget, guess, return_stats=True)
+        if self.collective is not None:
+            acts, counts, smallest = sharded_mutual_choice(hidden_pre, budget, self.collective, guess)
+        else:
+            acts, counts, smallest = selection.mutual_choice_guided(hidden_pre, budget, guess, return_stats=True)
         self._stats = (counts, smallest)
         return acts
 

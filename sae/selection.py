@@ -34,21 +34,36 @@ def feature_choice(z: torch.Tensor, capacities: torch.Tensor, return_stats: bool
         return (out, torch.zeros(z.shape[1], dtype=torch.long, device=z.device),
                 torch.full((z.shape[1],), torch.inf, device=z.device)) if return_stats else out
     vals, idx = z.topk(min(m_max + 1, b), dim=0, sorted=True)  # [m_max(+1), F], largest first
-    kept = (torch.arange(vals.shape[0], device=z.device)[:, None] < caps[None, :]) & (vals > 0)
-    out = torch.zeros_like(z).scatter(0, idx, vals * kept)
-    # a column whose cut-off value repeats just below it has tied candidates: give the slots to the earliest rows
+    # a column whose cut-off value repeats just below it has tied candidates: its slots for the cut-off value go to
+    # the earliest of the tied rows (topk filled them with any); the slots are rewritten, not the output
     cut = vals.gather(0, (caps - 1).clamp(min=0)[None])[0]
     below = vals.gather(0, caps.clamp(max=vals.shape[0] - 1)[None])[0]
     tied_cols = ((caps > 0) & (caps < b) & (cut > 0) & (below == cut)).nonzero().squeeze(1)
     if tied_cols.numel():
-        block, c = z[:, tied_cols], cut[tied_cols]
-        above = block > c
-        keep = above | keep_earliest(block == c, caps[tied_cols] - above.sum(0))
-        out[:, tied_cols] = torch.where(keep, block, torch.zeros_like(block))
+        c = cut[tied_cols]
+        n_above = (z[:, tied_cols] > c).sum(0)  # slots [0, n_above) hold the rows above the cut-off
+        idx = earliest_tie_slots(z, idx, tied_cols, c, n_above, caps[tied_cols] - n_above)
+        vals = z.gather(0, idx)
+    kept = (torch.arange(vals.shape[0], device=z.device)[:, None] < caps[None, :]) & (vals > 0)
+    # scatter_add: a rewritten slot may name a row that an unkept slot (written with 0) names too
+    out = torch.zeros_like(z).scatter_add(0, idx, vals * kept)
     if not return_stats:
         return out
     # counts and smallest values do not depend on which of the tied rows were kept
     return out, kept.sum(0), torch.where(kept, vals, torch.inf).min(0).values
+
+
+@torch.no_grad()
+def earliest_tie_slots(z: torch.Tensor, idx: torch.Tensor, cols: torch.Tensor, cut: torch.Tensor,
+                       n_above: torch.Tensor, quota: torch.Tensor) -> torch.Tensor:
+    """`idx` (a column-wise topk's rows, largest first) with, in each column of `cols`, the slots
+    [n_above, n_above + quota) naming the earliest rows of z equal to that column's `cut`."""
+    chosen = keep_earliest(z[:, cols] == cut, quota).T  # [len(cols), B]
+    col, row = chosen.nonzero(as_tuple=True)  # by column, then row: the earliest first
+    rank = chosen.long().cumsum(1)[col, row] - 1
+    idx = idx.clone()
+    idx[n_above[col] + rank, cols[col]] = row
+    return idx
 
 
 def keep_earliest(tied: torch.Tensor, quota: torch.Tensor) -> torch.Tensor:
