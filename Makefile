@@ -67,6 +67,7 @@ bench: $(STAMP) bench-env
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_sae.py
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_dashboards.py --peer-python $(PEER)/bin/python
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_attribution.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_cluster.py
 
 # The sae-dashboard peer of bench/bench_dashboards.py in its own venv (it pins transformer-lens 2.x).
 PEER := .bench-venvs/sae-dashboard
