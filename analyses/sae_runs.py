@@ -180,7 +180,8 @@ def run_sae_train(spec: SAETrainSpec, ctx) -> Result:
     if spec.processes > 1:  # the processes train and checkpoint; this one then reads the finished run back
         from sae.ddp_launch import train_data_parallel
 
-        train_data_parallel(spec.train_config(), train_set, spec.n_tokens, folder, spec.processes, str(lm.device),
+        # every process reads what this trainer holds: the whole cached set (it may hold more than n_tokens)
+        train_data_parallel(spec.train_config(), train_set, len(acts), folder, spec.processes, str(lm.device),
                             metadata=meta, progress=lambda f, m="": ctx.progress(0.2 + 0.7 * f, m),
                             threads_per_process=max(1, torch.get_num_threads() // spec.processes))
         trainer.try_resume()

@@ -151,13 +151,19 @@ def test_a_data_parallel_run_of_the_zoo_lm_matches_the_one_process_run(wb):
 
     common = dict(model="zoo-lm", hook=SMALL_SAE_HOOK, arch="feature_choice", k=8, d_sae=256, n_tokens=16_384,
                   batch_size=1024, lr=2e-3, eval_tokens=4096, seed=11)
+    # the cache may hold more of this hook than the run asks for (other tests): both runs must train on the same rows
+    wb.activations.get_or_build(wb.models.get("zoo-lm"), "zoo-stdlib", SMALL_SAE_HOOK, 50_000, seq_len=128)
     one = wb.run(SAETrainSpec(**common)).result.summary
     two_spec = SAETrainSpec(**common, processes=2)
     assert two_spec.hash != SAETrainSpec(**common).hash and "processes" not in SAETrainSpec(**common).to_dict()
     two = wb.run(two_spec).result.summary
     assert two["processes"] == 2 and "over 2 processes" in two_spec.describe()
-    for key in ("nmse", "l0_mean", "final_train_nmse", "train_dead_fraction"):
+    for key in ("final_train_nmse", "train_dead_fraction"):  # training itself: float tolerance
         assert two[key] == pytest.approx(one[key], rel=1e-3, abs=1e-5), key
+    # held-out metrics go through the calibrated thresholds, each halfway between two calibration values: weights
+    # 1e-5 apart may swap two nearly equal values
+    for key in ("nmse", "l0_mean"):
+        assert two[key] == pytest.approx(one[key], rel=2e-3), key
     a, b = load_sae(one["sae_path"]), load_sae(two["sae_path"])
     assert torch.allclose(a.W_enc, b.W_enc, atol=1e-4) and torch.allclose(a.W_dec, b.W_dec, atol=1e-4)
     # a threshold sits halfway between a feature's count-th and next calibration value: weights 1e-5 apart may swap
