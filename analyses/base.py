@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -114,6 +115,9 @@ class Spec:
         for f in dataclasses.fields(self):
             lo, hi = f.metadata.get("range", (None, None))
             v = getattr(self, f.name)
+            if any(isinstance(x, float) and not math.isfinite(x) for x in (v if isinstance(v, (tuple, list)) else (v,))):
+                raise BadInput(f"{f.name} must be finite numbers" if isinstance(v, (tuple, list))
+                               else f"{f.name} must be a finite number")
             if (lo is not None and v < lo) or (hi is not None and v > hi):
                 if lo is None:
                     raise BadInput(f"{f.name} must be at most {_fmt(hi)}")
@@ -136,6 +140,14 @@ class Spec:
     def depends_on(self) -> tuple[Dependency, ...]:
         """Fitted artifacts this analysis reads; their fingerprints join its result-cache key."""
         return ()
+
+    def check_ready(self, wb) -> None:
+        """Before a job is queued: what the worker will read exists and is whole (an SAE's files), so a typo gets
+        its message in the page that submitted it. The dependencies' own checks, by default."""
+        for dependency in self.depends_on():
+            check = getattr(dependency, "check_ready", None)
+            if check is not None:
+                check(wb)
 
     def token_budget(self) -> int:
         """The tokens this analysis processes (activations read, SAE training, dashboards, influence scans), for

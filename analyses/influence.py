@@ -45,6 +45,12 @@ class TrainingFile:
 
         confined(wb.settings, self.path, "training files")
 
+    def check_ready(self, wb) -> None:
+        """Before a job: the file exists and is UTF-8 documents within the size limit (the job reads it again)."""
+        from influence.training_sets import read_documents
+
+        read_documents(self.path)
+
     def fingerprint(self, wb) -> str:
         p = Path(self.path).expanduser()
         try:

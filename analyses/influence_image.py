@@ -32,6 +32,13 @@ class InfluenceImageSpec(InfluenceQuerySpec, kind="influence_image", title="Infl
         if not (self.image.startswith("digits:") or self.image.startswith("upload:")):
             raise BadInput("an image is digits:N or upload:SHA")
 
+    def check_ready(self, wb) -> None:
+        """Before a job: the image is there and fits the model (a held-out index in range, an upload's shape)."""
+        from .attribution_image import load_image
+
+        super().check_ready(wb)
+        load_image(wb, wb.models.get(self.model), self.image)
+
     def describe(self) -> str:
         return f"influence on {self.image} ({self.model})"
 

@@ -39,6 +39,15 @@ class SAERef:
     def check_access(self, wb) -> None:
         sae_location(wb, self.source)  # confines a folder to the roots (a run hash or a release passes)
 
+    def check_ready(self, wb) -> None:
+        """Before a job: the SAE exists and its files are whole (see sae.loading.check_sae_source)."""
+        from sae.loading import SAELoadError, check_sae_source
+
+        try:
+            check_sae_source(sae_location(wb, self.source))
+        except SAELoadError as e:
+            raise BadInput(str(e)) from None
+
 
 @dataclass(frozen=True)
 class SAESpec(Spec):
@@ -53,6 +62,17 @@ class SAESpec(Spec):
 
     def depends_on(self) -> tuple[SAERef, ...]:
         return (SAERef(self.sae),)
+
+    def check_ready(self, wb) -> None:
+        super().check_ready(wb)
+        hook = self.hook.strip()
+        if hook:
+            lm = wb.models.get(self.model)  # loaded already where a page submits
+            if lm.kind == "lm" and hook not in lm.model.hook_dict:
+                kind = hook.rsplit(".", 1)[-1]
+                alike = [h for h in lm.model.hook_dict if h.endswith(kind)] or list(lm.model.hook_dict)
+                raise BadInput(f"the hook '{hook}' does not exist in {lm.id}; it has {', '.join(alike[:4])}"
+                               f"{', …' if len(alike) > 4 else ''}")
 
 
 def sae_location(wb, source: str) -> str:

@@ -153,6 +153,7 @@ class Workbench:
         self.models.resolve(spec.model)  # an unknown model (or a folder outside the roots) fails now, not in the worker
         self.check_access(spec)
         self.check_tokens(spec)
+        spec.check_ready(self)
         limits = self.settings.limits
         with self._submitting:
             listed = self.jobs.list()

@@ -6,6 +6,8 @@ import json
 import math
 from typing import Any
 
+from .errors import BadInput
+
 HASH_LEN = 16
 
 
@@ -18,7 +20,7 @@ def _normalise(value: Any) -> Any:
         return [_normalise(v) for v in value]
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
-            raise ValueError("specs may not contain NaN or infinity")
+            raise BadInput("a setting is NaN or infinite: every number in an analysis must be finite")
         return int(value) if value.is_integer() else value
     if value is None or isinstance(value, (str, int, bool)):
         return value

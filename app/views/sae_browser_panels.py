@@ -2,6 +2,7 @@
 steering, SAE error). Each renders a Result produced by an analysis spec; nothing is computed here."""
 from __future__ import annotations
 
+import math
 
 import pandas as pd
 import streamlit as st
@@ -221,6 +222,8 @@ def _floats(text: str, n: int) -> tuple[float, ...]:
         values = tuple(float(p) for p in parts)
     except ValueError:
         raise BadInput(f"coefficients are comma-separated numbers, got '{text}'") from None
+    if not all(math.isfinite(v) for v in values):
+        raise BadInput(f"coefficients must be finite numbers, got '{text}'")
     if len(values) == 1:
         return values * n
     if len(values) != n:

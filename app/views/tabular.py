@@ -11,6 +11,7 @@ from analyses.tabular import (ALL_MODELS, TabularExplainSpec, TabularFitSpec, Ta
 from app import urlstate, widgets
 from app.services import workbench
 from compute.tabular_data import BUILT_IN, PREFIX, store_csv
+from tabular.consolidation import parse_groups
 from tabular.models import MODEL_KINDS
 
 VIEWS = ["Models and SHAP", "One row", "Forward selection"]
@@ -114,6 +115,7 @@ try:
                            groups=tuple(g.strip() for g in groups.splitlines() if g.strip())), shown=SHOWN)
     spec.validate()
     table, splits = spec.load(wb.models.get(data))  # cheap: the data's problems show before any job starts
+    parse_groups(spec.groups, table.features)  # and so do groups naming features the table lacks
 except Exception as e:  # noqa: BLE001
     widgets.show_error(e)
     st.stop()

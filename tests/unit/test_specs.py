@@ -61,5 +61,12 @@ def test_bad_specs_have_clear_messages(bad, message):
 
 
 def test_nan_is_rejected():
-    with pytest.raises(ValueError):
+    with pytest.raises(BadInput, match="finite"):
         spec_hash({"x": float("nan")})
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_setting_is_named(value):
+    with pytest.raises(BadInput, match="coefficients must be finite"):
+        spec_from_dict({"kind": "sae_steer", "model": "zoo-lm", "sae": "x", "prompt": "a", "steer_features": [1],
+                        "coefficients": [1.0, value]})
